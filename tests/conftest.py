@@ -1,0 +1,41 @@
+"""Shared pytest fixtures and the `../shared/data` lookup.
+
+Tests that need the real datasets take the `shared_data` fixture: it reads the folder from
+$FAMEKIT_SHARED_DATA (the Makefile and .ci/run set it when ../shared/data exists) and skips
+with a reason when it is unset or missing.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def _shared_data_dir() -> Path | None:
+    value = os.environ.get("FAMEKIT_SHARED_DATA")
+    if not value:
+        return None
+    path = Path(value)
+    return path if path.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    path = _shared_data_dir()
+    if path is None:
+        pytest.skip(
+            "real data not available: set FAMEKIT_SHARED_DATA to the shared/data folder "
+            "(make test does this when ../shared/data exists)"
+        )
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Never let a test read or write the user's real cache (~/.cache/famekit)."""
+    monkeypatch.setenv("FAMEKIT_CACHE", str(tmp_path_factory.getbasetemp() / "famekit-cache"))
