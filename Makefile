@@ -1,0 +1,43 @@
+# famekit — the two commands of the README, plus their building blocks.
+#   make report   create .venv if missing, install, train on the embedded default, regenerate reports
+#   make test     create/update .venv, run the whole test suite
+# Only Python 3.11 (or >= 3.10) and pip are needed; everything else is installed into .venv.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+# Tests that need the real datasets read ../shared/data through this variable (and skip,
+# with a reason, when it is empty).
+SHARED_DATA := $(abspath ../shared/data)
+export FAMEKIT_SHARED_DATA ?= $(if $(wildcard $(SHARED_DATA)/README.md),$(SHARED_DATA),)
+# One thread per core is what torch would take anyway; say it so that runs are reproducible.
+export OMP_NUM_THREADS ?= $(shell nproc 2>/dev/null || echo 2)
+export PYTHONUNBUFFERED := 1
+
+.PHONY: install report test lint clean help
+
+help:
+	@echo "make report  - train FAME on the embedded default and regenerate the reports"
+	@echo "make test    - run the whole test suite"
+
+$(STAMP): pyproject.toml requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
+		-r requirements.txt -e '.[notebooks,dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+report: install
+	$(BIN)/famekit report
+
+test: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check famekit tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
