@@ -1,0 +1,275 @@
+"""Full-ranking leave-one-out evaluation (spec §5): the protocol behind every number famekit reports.
+
+For every user with at least three items, the model scores *all* items as the next item after
+the user's input sequence (validation: the training sequence; test: everything but the last
+item). The target's **rank** is the number of candidate items that score strictly higher than
+it, plus the candidates that score *the same* (ties are counted pessimistically, so a model that
+gives every item the same score ranks every target last, never first). Ranks are 0-based:
+rank 0 means the target scored above every other candidate.
+
+Candidates are all item ids except
+
+* the padding id 0 (always), and
+* with ``exclude_history=True`` (the default, stated in every results table), every item of the
+  user's **whole** input sequence, not only the ``max_len`` window the model sees.
+
+The target itself is never excluded: if it also occurs in the user's history (a repeat
+purchase), it is still ranked, against the remaining candidates.
+
+Metrics, averaged over users: ``HR@k`` = share of users with rank < k; ``NDCG@k`` = mean of
+``1 / log2(rank + 2)`` over users with rank < k (0 otherwise; one relevant item, so the ideal DCG
+is 1); ``MRR`` = mean of ``1 / (rank + 1)`` (not truncated).
+
+Memory stays bounded by the batch size: users are sorted by input length, each batch is trimmed
+to its longest (``max_len``-truncated) input, scored as one [B, V+1] block, masked and reduced to
+B ranks before the next batch. No users x items matrix ever exists. Sorting and trimming never
+change a result (position ids count from each row's first real item), which a test pins.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from famekit.batching import pad_left
+from famekit.datasets.core import SeqDataset
+from famekit.errors import ParameterError
+
+__all__ = [
+    "evaluate",
+    "metrics_from_ranks",
+    "target_ranks",
+    "hit_rate",
+    "ndcg",
+    "mrr",
+    "CUTOFFS",
+    "METRIC_NAMES",
+]
+
+# The cut-offs of every results table.
+CUTOFFS: tuple[int, ...] = (5, 10, 20)
+METRIC_NAMES: tuple[str, ...] = (
+    *(f"HR@{k}" for k in CUTOFFS),
+    *(f"NDCG@{k}" for k in CUTOFFS),
+    "MRR",
+)
+
+
+# ---------------------------------------------------------------------------------------- metrics
+def _as_rank_array(ranks) -> np.ndarray:
+    ranks = np.asarray(ranks)
+    if ranks.ndim != 1:
+        raise ParameterError(f"ranks must be one-dimensional, got shape {ranks.shape}. "
+                             "Fix: pass one 0-based rank per user")
+    if len(ranks) and (ranks.min() < 0):
+        raise ParameterError("ranks must be >= 0 (0 = the target scored above every candidate). "
+                             "Fix: pass 0-based ranks")
+    return ranks
+
+
+def hit_rate(ranks, k: int) -> float:
+    """Share of users whose target is in the top ``k`` (0-based ``rank < k``)."""
+    ranks = _as_rank_array(ranks)
+    return float(np.mean(ranks < k)) if len(ranks) else math.nan
+
+
+def ndcg(ranks, k: int) -> float:
+    """Mean of ``1 / log2(rank + 2)`` over users with ``rank < k``, 0 for the others.
+
+    With a single relevant item the ideal DCG is 1, so DCG is already normalised.
+    """
+    ranks = _as_rank_array(ranks)
+    if not len(ranks):
+        return math.nan
+    gains = np.where(ranks < k, 1.0 / np.log2(ranks.astype(np.float64) + 2.0), 0.0)
+    return float(gains.mean())
+
+
+def mrr(ranks) -> float:
+    """Mean reciprocal rank ``1 / (rank + 1)`` over all users (no cut-off)."""
+    ranks = _as_rank_array(ranks)
+    if not len(ranks):
+        return math.nan
+    return float(np.mean(1.0 / (ranks.astype(np.float64) + 1.0)))
+
+
+def metrics_from_ranks(ranks) -> dict[str, Any]:
+    """Every metric of a results table from 0-based ranks, plus the number of ``users``.
+
+    Use it to break results down by group, e.g.
+    ``ranks.groupby("length_bucket")["rank"].apply(lambda r: pd.Series(metrics_from_ranks(r)))``.
+    """
+    ranks = _as_rank_array(ranks)
+    out: dict[str, Any] = {}
+    for k in CUTOFFS:
+        out[f"HR@{k}"] = hit_rate(ranks, k)
+    for k in CUTOFFS:
+        out[f"NDCG@{k}"] = ndcg(ranks, k)
+    out["MRR"] = mrr(ranks)
+    out["users"] = int(len(ranks))
+    return out
+
+
+# ------------------------------------------------------------------------------------------ ranks
+def target_ranks(
+    scores: torch.Tensor, targets: torch.Tensor, exclude: torch.Tensor | None = None
+) -> torch.Tensor:
+    """0-based pessimistic rank of each row's target among its candidates.
+
+    Args:
+        scores: float [B, V+1], column ``v`` = score of item ``v`` (column 0 = padding).
+        targets: int64 [B], the item id to rank in each row (1..V).
+        exclude: optional int64 [B, L] item ids to drop from each row's candidates (the user's
+            history); 0 entries are padding and harmless since column 0 is always dropped.
+
+    Returns:
+        int64 [B]: candidates (padding, excluded items and the target itself left out) whose
+        score is >= the target's score. A NaN score counts as -inf, so a model that outputs NaN
+        for the target ranks it last rather than first.
+    """
+    # [B, V+1]; NaN compares false with everything, which would rank a NaN target first.
+    scores = torch.nan_to_num(scores.float(), nan=-math.inf)
+    target_col = targets.view(-1, 1)                                      # [B, 1]
+    target_scores = scores.gather(1, target_col)                          # [B, 1]
+    candidate = torch.ones_like(scores, dtype=torch.bool)                 # [B, V+1]
+    candidate[:, 0] = False
+    if exclude is not None and exclude.numel():
+        candidate.scatter_(1, exclude, False)
+    # The target never competes with itself (and is ranked even if it is in the history).
+    candidate.scatter_(1, target_col, False)
+    return ((scores >= target_scores) & candidate).sum(dim=1)            # [B]
+
+
+# ------------------------------------------------------------------------------------- evaluate
+def _model_device(model) -> torch.device:
+    if isinstance(model, torch.nn.Module):
+        for tensor in model.parameters():
+            return tensor.device
+        for tensor in model.buffers():
+            return tensor.device
+    return torch.device("cpu")
+
+
+def _check_model(model) -> int:
+    if not callable(getattr(model, "score_last", None)):
+        raise ParameterError(
+            f"model ({type(model).__name__}) has no score_last(input_ids) method. Fix: pass a "
+            "famekit model (build_model / load_run().model) or a baseline such as "
+            "famekit.baselines.Popularity"
+        )
+    max_len = getattr(getattr(model, "config", None), "max_len", None)
+    if not isinstance(max_len, int) or max_len < 1:
+        raise ParameterError(
+            f"model ({type(model).__name__}) has no positive integer config.max_len "
+            f"(got {max_len!r}). Fix: give the model a config with max_len"
+        )
+    return max_len
+
+
+def _history_block(inputs: Sequence[np.ndarray]) -> np.ndarray:
+    """int64 [B, longest input]: each user's whole input sequence, right-padded with 0."""
+    width = max((len(s) for s in inputs), default=0)
+    out = np.zeros((len(inputs), width), dtype=np.int64)
+    for row, seq in enumerate(inputs):
+        out[row, : len(seq)] = seq
+    return out
+
+
+def evaluate(
+    model,
+    dataset: SeqDataset,
+    split: str = "test",
+    batch_size: int = 256,
+    exclude_history: bool = True,
+    device=None,
+    progress: bool = True,
+    return_ranks: bool = False,
+):
+    """Full-ranking leave-one-out metrics of ``model`` on ``dataset`` (see the module docstring).
+
+    Args:
+        model: anything with ``score_last(input_ids [B, n]) -> [B, V+1]`` and ``config.max_len``
+            (FAME, SASRec, :class:`famekit.baselines.Popularity`). An ``nn.Module`` is put in
+            eval mode for the call and restored afterwards.
+        dataset: the :class:`SeqDataset` the model was trained on.
+        split: ``"valid"`` or ``"test"``.
+        batch_size: users scored at once; memory is O(batch_size x V).
+        exclude_history: drop the user's whole input sequence from the candidates (the
+            target itself is always ranked). False: only the padding id is dropped.
+        device: where to score. None: the model's device. Given: an ``nn.Module`` model is
+            moved there (like ``model.to(device)``).
+        progress: show a tqdm bar over users.
+        return_ranks: also return a DataFrame with one row per evaluated user: ``user``
+            (0-based dataset row), ``target``, ``rank`` (0-based, pessimistic), ``input_length``
+            (whole input, not truncated). Feed groups of it to :func:`metrics_from_ranks`.
+
+    Returns:
+        ``{"HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20", "MRR", "users"}`` (floats,
+        ``users`` an int), or ``(metrics, ranks_frame)`` with ``return_ranks=True``.
+    """
+    max_len = _check_model(model)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ParameterError(f"batch_size must be a positive integer, got {batch_size!r}. "
+                             "Fix: pass batch_size=256 (or smaller if memory is short)")
+    inputs, targets, users = dataset.split().eval_inputs(split)
+    if not len(users):
+        raise ParameterError(
+            f"dataset {dataset.name!r} has no user with at least 3 items, so split {split!r} is "
+            "empty. Fix: evaluate on a dataset where users have >= 3 interactions"
+        )
+    if device is None:
+        device = _model_device(model)
+    else:
+        device = torch.device(device)
+        if isinstance(model, torch.nn.Module):
+            model.to(device)
+
+    input_lengths = np.fromiter((len(s) for s in inputs), dtype=np.int64, count=len(inputs))
+    # Similar lengths share a batch, so trimming each batch to its longest row pays off.
+    order = np.argsort(input_lengths, kind="stable")
+    ranks = np.empty(len(users), dtype=np.int64)
+    n_columns = dataset.n_items + 1
+
+    was_training = getattr(model, "training", None)
+    if isinstance(model, torch.nn.Module):
+        model.eval()
+    try:
+        with torch.inference_mode(), tqdm(
+            total=len(users), unit="user", desc=f"evaluate {split}", disable=not progress
+        ) as bar:
+            for start in range(0, len(order), batch_size):
+                rows = order[start : start + batch_size]
+                batch_inputs = [inputs[r] for r in rows]
+                input_ids = torch.from_numpy(pad_left(batch_inputs, max_len)).to(device)  # [B, n]
+                scores = model.score_last(input_ids)                                      # [B, V+1]
+                if scores.ndim != 2 or scores.shape != (len(rows), n_columns):
+                    raise ParameterError(
+                        f"model.score_last returned shape {tuple(scores.shape)} for {len(rows)} "
+                        f"users, expected ({len(rows)}, {n_columns}) = (users, n_items + 1) for "
+                        f"dataset {dataset.name!r}. Fix: evaluate the model on the dataset it was "
+                        "trained on (same n_items)"
+                    )
+                batch_targets = torch.from_numpy(targets[rows]).to(scores.device)         # [B]
+                exclude = (
+                    torch.from_numpy(_history_block(batch_inputs)).to(scores.device)      # [B, L]
+                    if exclude_history
+                    else None
+                )
+                ranks[rows] = target_ranks(scores, batch_targets, exclude).cpu().numpy()
+                bar.update(len(rows))
+    finally:
+        if isinstance(model, torch.nn.Module) and was_training:
+            model.train()
+
+    metrics = metrics_from_ranks(ranks)
+    if not return_ranks:
+        return metrics
+    frame = pd.DataFrame(
+        {"user": users, "target": targets, "rank": ranks, "input_length": input_lengths}
+    )
+    return metrics, frame
