@@ -1,0 +1,694 @@
+"""Training FAME and SASRec: the loop, early stopping, the run directory and resume.
+
+>>> from famekit.training import train
+>>> result = train("synthetic", kind="fame", epochs=60, patience=10)
+>>> result.run_dir, result.best_epoch, result.test["NDCG@10"]
+
+What one epoch does (spec §4): every user's training sequence ``s`` gives ``s[:-1] -> s[1:]``
+(the last ``max_len`` items, left-padded); rows are grouped into length-bucketed batches (sort by
+length with seeded noise, chunk, shuffle the chunks, trim each to its longest row) and the model
+scores only the non-padding target positions with cross-entropy over all items; Adam updates.
+After each evaluation epoch the validation NDCG@10 decides early stopping and the best weights
+are saved; at the end the best weights are reloaded and evaluated on the test split.
+
+The run directory (default ``runs/<dataset>-<kind>-seed<seed>`` under ``$FAMEKIT_RUNS`` or the
+current directory) holds everything needed to reload, resume and report:
+
+==========================  ==========================================================
+``config.json``             model config, dataset fingerprint, summary (best epoch,
+                            validation and test metrics) -- written by
+                            :func:`famekit.checkpoints.save_model`
+``model.safetensors``       weights of the best validation epoch
+``train_state.*``           the last finished epoch, what resume continues from: weights,
+                            optimizer, epoch, early-stopping counters, history, RNG states
+                            (:func:`famekit.checkpoints.save_train_state`, no pickle)
+``metrics.csv``             one row per epoch: epoch, train_loss, valid_* metrics, seconds
+``metrics.json``            the same history plus status, best epoch and test metrics
+``train_args.json``         the exact arguments of the run (what resume rebuilds it from)
+==========================  ==========================================================
+
+Reproducibility: every epoch draws its batches from ``numpy.random.default_rng([seed, epoch])``
+and re-seeds torch (dropout) from ``(seed, epoch, rank)``, so an epoch depends only on the weights
+and optimizer state it starts from. That is why a resumed run equals an uninterrupted one and why
+two CPU runs with the same seed (and the same thread count) agree to the last digit.
+
+Threads: CPU training uses ``threads`` torch threads; the default is every core this process may
+run on (divided among the local ranks of a torchrun job), unless ``OMP_NUM_THREADS`` is set, in
+which case torch's own setting is kept. Set it with ``threads=`` / ``famekit train --threads N``
+or ``OMP_NUM_THREADS=N``. On a busy machine, use the number of idle cores (spec §4).
+
+Distributed: under ``torchrun`` (see :mod:`famekit.distributed`) the same call trains with DDP.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+import famekit
+from famekit import datasets as datasets_module
+from famekit import distributed
+from famekit.batching import NextItemBatches
+from famekit.checkpoints import (
+    atomic_write_json,
+    atomic_write_text,
+    load_run,
+    load_train_state,
+    restore_rng_state,
+    save_model,
+    save_train_state,
+)
+from famekit.datasets import SeqDataset
+from famekit.errors import CheckpointError, ParameterError
+from famekit.evaluation import evaluate
+from famekit.model import ModelConfig, build_model
+
+__all__ = [
+    "train",
+    "TrainResult",
+    "default_run_dir",
+    "run_status",
+    "DEFAULT_EPOCHS",
+    "DEFAULT_PATIENCE",
+    "SELECTION_METRIC",
+]
+
+DEFAULT_EPOCHS = 200  # an upper bound: early stopping usually ends the run long before
+DEFAULT_PATIENCE = 10  # evaluations without a better validation NDCG@10 before stopping
+SELECTION_METRIC = "NDCG@10"  # validation metric that picks the best epoch
+METRIC_NAMES = ("HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20", "MRR")
+
+TRAIN_ARGS_FILE = "train_args.json"
+METRICS_CSV = "metrics.csv"
+METRICS_JSON = "metrics.json"
+# Files a run writes; `overwrite=True` removes exactly these (never anything else in the folder).
+RUN_FILES = (
+    "config.json",
+    "model.safetensors",
+    "train_state.json",
+    "train_state.safetensors",
+    METRICS_CSV,
+    METRICS_JSON,
+    TRAIN_ARGS_FILE,
+)
+
+# Arguments that define a run; resume takes them from train_args.json, and a call that resumes
+# may not change them (it may pass them unchanged, or leave them at these defaults).
+_RUN_DEFAULTS: dict[str, Any] = {
+    "kind": "fame",
+    "batch_size": 256,
+    "lr": 1e-3,
+    "seed": 0,
+    "max_len": 50,
+    "eval_every": 1,
+    "eval_batch_size": 256,
+}
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns (rank 0 holds the metrics; other ranks get empty dicts)."""
+
+    run_dir: Path  # the run directory (see the module docstring)
+    best_epoch: int | None  # 1-based epoch with the best validation NDCG@10
+    best_valid: dict[str, float]  # validation metrics of that epoch
+    test: dict[str, float]  # test metrics of the best weights
+    history: list[dict[str, Any]] = field(default_factory=list)  # the rows of metrics.csv
+    stopped_early: bool = False  # True when patience ran out before `epochs`
+
+
+# ------------------------------------------------------------------------------- small helpers
+def default_run_dir(dataset_name: str, kind: str, seed: int) -> Path:
+    """``$FAMEKIT_RUNS/<dataset>-<kind>-seed<seed>`` (``runs/`` under the current directory)."""
+    root = Path(os.environ.get("FAMEKIT_RUNS") or "runs")
+    return root / f"{dataset_name}-{kind}-seed{seed}"
+
+
+def run_status(run_dir) -> str | None:
+    """``"finished"``, ``"running"`` (started, not finished: resumable) or None (no run)."""
+    run_dir = Path(run_dir)
+    metrics = run_dir / METRICS_JSON
+    if metrics.is_file():
+        status = _read_json(metrics).get("status")
+        return "finished" if status == "finished" else "running"
+    return "running" if (run_dir / TRAIN_ARGS_FILE).is_file() else None
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (respects taskset/cgroup affinity where available)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def _read_json(path: Path) -> dict:
+    import json
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"{path}: cannot read JSON ({exc}). Fix: delete the run directory and train again, "
+            "or restore the file"
+        ) from None
+
+
+def _check_int(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ParameterError(
+            f"{name} must be a whole number >= {minimum}, got {value!r}. "
+            f"Fix: pass {name}={max(minimum, 1)} or more (CLI --{name.replace('_', '-')})"
+        )
+    return int(value)
+
+
+def _check_lr(lr) -> float:
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+        raise ParameterError(f"lr must be a positive number, got {lr!r}. Fix: pass lr=1e-3")
+    return float(lr)
+
+
+def _epoch_rng(seed: int, epoch: int) -> np.random.Generator:
+    """The batch-order generator of ``epoch`` (identical on every rank)."""
+    return np.random.default_rng([seed, epoch])
+
+
+def _seed_torch_for_epoch(seed: int, epoch: int, rank: int) -> None:
+    """Re-seed torch (dropout masks) from (seed, epoch, rank): each rank gets its own masks."""
+    state = np.random.SeedSequence([seed, epoch, rank, 0x70C4]).generate_state(1)
+    torch.manual_seed(int(state[0]))
+
+
+def _set_threads(threads: int | None, ctx: distributed.DistContext) -> int:
+    if threads is not None:
+        threads = _check_int("threads", threads, 1)
+    elif "OMP_NUM_THREADS" in os.environ:
+        return torch.get_num_threads()
+    else:
+        threads = max(1, usable_cores() // ctx.local_world_size)
+    torch.set_num_threads(threads)
+    return threads
+
+
+# ------------------------------------------------------------------------------- datasets
+def _resolve_dataset(dataset, dataset_options: dict | None) -> tuple[SeqDataset, dict]:
+    """The dataset and a JSON description that can load it again (for resume and reports)."""
+    if isinstance(dataset, SeqDataset):
+        if dataset_options:
+            raise ParameterError(
+                "dataset_options only apply to a dataset given by name. Fix: build the "
+                "SeqDataset with those options yourself, or pass the name"
+            )
+        described: dict[str, Any] = {"name": dataset.name}
+        source = dataset.info.get("sequences_path") if isinstance(dataset.info, dict) else None
+        if source:
+            described["sequences"] = str(Path(source).resolve())
+            items = dataset.info.get("items_path")
+            described["items"] = str(Path(items).resolve()) if items else None
+        else:
+            described["in_memory"] = True
+        described["fingerprint"] = dataset.fingerprint
+        return dataset, described
+    if not isinstance(dataset, str):
+        raise ParameterError(
+            f"dataset must be a name or a SeqDataset, got {type(dataset).__name__}. "
+            f"Fix: pass one of {', '.join(datasets_module.names())} or a SeqDataset"
+        )
+    options = dict(dataset_options or {})
+    loaded = datasets_module.load(dataset, **options)
+    return loaded, {"name": dataset, "options": options, "fingerprint": loaded.fingerprint}
+
+
+def load_dataset_of(described: dict) -> SeqDataset:
+    """Load the dataset a run's ``train_args.json`` describes (checking its fingerprint)."""
+    if described.get("in_memory"):
+        raise CheckpointError(
+            f"the run was trained on an in-memory dataset {described.get('name')!r} that "
+            "famekit cannot reload. Fix: pass the same SeqDataset again (dataset=...)"
+        )
+    if described.get("sequences"):
+        dataset = datasets_module.load_files(
+            described["sequences"], described.get("items"), name=described.get("name", "files")
+        )
+    else:
+        dataset = datasets_module.load(described["name"], **described.get("options", {}))
+    _check_fingerprint(dataset, described)
+    return dataset
+
+
+def _check_fingerprint(dataset: SeqDataset, described: dict) -> None:
+    expected = described.get("fingerprint")
+    if expected and dataset.fingerprint != expected:
+        raise CheckpointError(
+            f"dataset {dataset.name!r} has fingerprint {dataset.fingerprint} but the run was "
+            f"trained on fingerprint {expected}. Fix: resume with the same data the run started "
+            "with, or start a new run (another --out)"
+        )
+
+
+# ------------------------------------------------------------------------------- metrics files
+def _history_csv(history: list[dict]) -> str:
+    columns = ["epoch", "train_loss", *[f"valid_{m}" for m in METRIC_NAMES],
+               "train_seconds", "seconds"]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for row in history:
+        # repr() keeps every digit, so two identical runs give byte-identical files.
+        writer.writerow(["" if row.get(c) is None else repr(row[c]) for c in columns])
+    return buffer.getvalue()
+
+
+def _write_metrics(run_dir: Path, status: str, history: list[dict], summary: dict) -> None:
+    atomic_write_text(run_dir / METRICS_CSV, _history_csv(history))
+    atomic_write_json(run_dir / METRICS_JSON, {"status": status, **summary, "history": history})
+
+
+def _load_weights(model: torch.nn.Module, state: dict, run_dir: Path) -> None:
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"{run_dir / 'train_state.safetensors'} does not match the model that "
+            f"{run_dir / TRAIN_ARGS_FILE} describes ({exc}). Fix: start the run again "
+            "(overwrite=True / --overwrite)"
+        ) from None
+
+
+# ------------------------------------------------------------------------------- early stopping
+@dataclass
+class EarlyStopping:
+    """Tracks the best validation score; stops after ``patience`` evaluations without a better one."""
+
+    patience: int
+    best_score: float = -math.inf
+    best_epoch: int | None = None
+    best_valid: dict[str, float] = field(default_factory=dict)
+    bad_evaluations: int = 0
+    stopped: bool = False
+
+    def update(self, epoch: int, valid: dict[str, float]) -> bool:
+        """Record an evaluation; True when it is a new best (strictly better)."""
+        score = float(valid[SELECTION_METRIC])
+        if score > self.best_score:
+            self.best_score, self.best_epoch, self.best_valid = score, epoch, dict(valid)
+            self.bad_evaluations = 0
+            return True
+        self.bad_evaluations += 1
+        self.stopped = self.bad_evaluations >= self.patience
+        return False
+
+    def to_dict(self) -> dict:
+        return {"patience": self.patience, "best_score": self.best_score,
+                "best_epoch": self.best_epoch, "best_valid": self.best_valid,
+                "bad_evaluations": self.bad_evaluations, "stopped": self.stopped}
+
+    @classmethod
+    def from_dict(cls, state: dict, patience: int) -> EarlyStopping:
+        stopper = cls(patience=patience)
+        stopper.best_score = float(state["best_score"])
+        stopper.best_epoch = state["best_epoch"]
+        stopper.best_valid = dict(state["best_valid"])
+        stopper.bad_evaluations = int(state["bad_evaluations"])
+        # A larger patience on resume may revive a run that stopped early.
+        stopper.stopped = stopper.bad_evaluations >= patience
+        return stopper
+
+
+# ------------------------------------------------------------------------------- arguments
+def _run_arguments(dataset_described: dict, kind: str, epochs: int, patience: int,
+                   batch_size: int, lr: float, seed: int, max_len: int, eval_every: int,
+                   eval_batch_size: int, model_options: dict) -> dict:
+    return {
+        "famekit_version": famekit.__version__,
+        "dataset": dataset_described,
+        "kind": kind,
+        "epochs": epochs,
+        "patience": patience,
+        "batch_size": batch_size,
+        "lr": lr,
+        "seed": seed,
+        "max_len": max_len,
+        "eval_every": eval_every,
+        "eval_batch_size": eval_batch_size,
+        "model_options": dict(model_options),
+    }
+
+
+def _merge_resume_arguments(saved: dict, requested: dict, run_dir: Path) -> dict:
+    """The saved arguments, with ``epochs``/``patience`` taken from the call when given.
+
+    Any other run-defining argument that the call sets to a value different from both its
+    default and the saved one is an error: a resumed run must stay the run it was.
+    """
+    merged = dict(saved)
+    for name in ("epochs", "patience"):
+        if requested.get(name) is not None:
+            merged[name] = requested[name]
+    for name, default in _RUN_DEFAULTS.items():
+        value = requested[name]
+        if value != default and value != saved.get(name):
+            raise ParameterError(
+                f"cannot change {name} when resuming {run_dir} (saved {saved.get(name)!r}, "
+                f"asked {value!r}). Fix: leave {name} out, or start a new run (another --out)"
+            )
+    options = requested["model_options"]
+    if options and options != {k: saved["model_options"].get(k) for k in options}:
+        raise ParameterError(
+            f"cannot change model options {sorted(options)} when resuming {run_dir} (saved "
+            f"{saved['model_options']}). Fix: leave them out, or start a new run"
+        )
+    return merged
+
+
+def _model_config(n_items: int, kind: str, max_len: int, model_options: dict) -> ModelConfig:
+    reserved = {"n_items", "kind", "max_len"} & set(model_options)
+    if reserved:
+        raise ParameterError(
+            f"model option(s) {sorted(reserved)} are set by train() itself. Fix: pass "
+            "max_len=/kind= directly; n_items comes from the dataset"
+        )
+    try:
+        return ModelConfig(n_items=n_items, kind=kind, max_len=max_len, **model_options)
+    except TypeError as exc:  # an unknown keyword
+        known = sorted(f for f in ModelConfig.__dataclass_fields__ if f not in
+                       ("n_items", "kind", "max_len"))
+        raise ParameterError(
+            f"unknown model option ({exc}). Fix: use some of {', '.join(known)}"
+        ) from None
+
+
+def _prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
+    """Refuse to clobber an existing run unless ``overwrite``; then remove its files."""
+    status = run_status(run_dir)
+    if status is not None and not overwrite:
+        if status == "finished":
+            raise CheckpointError(
+                f"{run_dir} already holds a finished run. Fix: evaluate it (famekit evaluate "
+                f"{run_dir}), choose another --out, or pass overwrite=True (--overwrite)"
+            )
+        raise CheckpointError(
+            f"{run_dir} holds an unfinished run. Fix: continue it with resume={str(run_dir)!r} "
+            f"(--resume {run_dir}) or start over with overwrite=True (--overwrite)"
+        )
+    if status is not None:
+        for name in RUN_FILES:
+            (run_dir / name).unlink(missing_ok=True)
+
+
+# ------------------------------------------------------------------------------- the loop
+def _train_epoch(model, optimizer, batches: NextItemBatches, epoch_batches, ctx, autocast,
+                 bar) -> tuple[float, int]:
+    """One pass over the epoch's batches; returns (mean train loss, targets) over all ranks."""
+    model.train()
+    world, rank = ctx.world_size, ctx.rank
+    loss_sum = torch.zeros((), dtype=torch.float64, device=ctx.device)
+    for step, rows in enumerate(epoch_batches):
+        shard = rows[rank::world]  # every rank takes its slice of the same global batch
+        inputs, targets = batches.materialise(shard)  # [b, w] each
+        input_ids = torch.from_numpy(inputs).to(ctx.device, non_blocking=True)
+        target_ids = torch.from_numpy(targets).to(ctx.device, non_blocking=True)
+        local_targets = int(batches.n_targets[shard].sum())
+        with autocast():
+            loss = model(input_ids, target_ids)  # mean CE over this rank's targets
+        if world > 1:
+            # DDP averages gradients over ranks; weighting each rank's mean by its share of
+            # the global batch's targets makes that average the global batch's mean gradient,
+            # the same one a single process computes on the whole batch.
+            global_targets = int(batches.n_targets[rows].sum())
+            objective = loss * (local_targets * world / global_targets)
+        else:
+            objective = loss
+        optimizer.zero_grad(set_to_none=True)
+        objective.backward()
+        optimizer.step()
+        loss_sum += loss.detach().double() * local_targets
+        if bar is not None:
+            bar.update(1)
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{loss.item():.4f}")
+    totals = torch.tensor([0.0, float(sum(int(batches.n_targets[r[rank::world]].sum())
+                                           for r in epoch_batches))],
+                          dtype=torch.float64, device=ctx.device)
+    totals[0] = loss_sum
+    ctx.sum_(totals)
+    return float(totals[0] / totals[1]), int(totals[1])
+
+
+def train(
+    dataset: str | SeqDataset = "synthetic",
+    kind: str = "fame",
+    out_dir=None,
+    epochs: int | None = None,
+    patience: int | None = None,
+    batch_size: int = 256,
+    lr: float = 1e-3,
+    seed: int = 0,
+    device=None,
+    max_len: int = 50,
+    eval_every: int = 1,
+    progress: bool = True,
+    resume=None,
+    overwrite: bool = False,
+    threads: int | None = None,
+    eval_batch_size: int = 256,
+    dataset_options: dict | None = None,
+    **model_options,
+) -> TrainResult:
+    """Train a FAME or SASRec model with early stopping; see the module docstring.
+
+    Args:
+        dataset: a registered name (``"synthetic"``, ``"beauty"``, ...) or a :class:`SeqDataset`.
+        kind: ``"fame"`` or ``"sasrec"``.
+        out_dir: run directory; default :func:`default_run_dir`.
+        epochs: most epochs to train (default 200). On resume: the new total (extends a run).
+        patience: evaluations without a better validation NDCG@10 before stopping (default 10).
+        batch_size: sequences per global batch (split across ranks under torchrun).
+        lr: Adam learning rate.
+        seed: seeds weights, batch order and dropout; same seed -> same run on CPU.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``; default CUDA when available (bf16 autocast).
+        max_len: longest input window (50 for Amazon, 200 for MovieLens, spec §4).
+        eval_every: evaluate on the validation split every this many epochs (and at the end).
+        progress: tqdm bars over epochs and batches.
+        resume: a run directory to continue from its last finished epoch (the run's own
+            ``train_args.json`` defines it; only ``epochs``/``patience`` may change).
+        overwrite: replace an existing run in ``out_dir`` instead of refusing.
+        threads: torch CPU threads (see the module docstring).
+        eval_batch_size: users per evaluation batch.
+        dataset_options: options for :func:`famekit.datasets.load` (e.g. synthetic sizes).
+        **model_options: :class:`famekit.model.ModelConfig` fields (``d_model``, ``n_layers``,
+            ``n_heads``, ``n_experts``, ``dropout``, ...).
+
+    Raises:
+        ParameterError: an invalid argument.  CheckpointError: the run directory already holds
+        a run (without ``overwrite``/``resume``), or a resumed run is missing or damaged.
+    """
+    ctx = distributed.setup(device)
+    try:
+        return _train(ctx, dataset=dataset, kind=kind, out_dir=out_dir, epochs=epochs,
+                      patience=patience, batch_size=batch_size, lr=lr, seed=seed,
+                      max_len=max_len, eval_every=eval_every, progress=progress, resume=resume,
+                      overwrite=overwrite, threads=threads, eval_batch_size=eval_batch_size,
+                      dataset_options=dataset_options, model_options=model_options)
+    finally:
+        distributed.teardown(ctx)
+
+
+def _train(ctx: distributed.DistContext, *, dataset, kind, out_dir, epochs, patience,
+           batch_size, lr, seed, max_len, eval_every, progress, resume, overwrite, threads,
+           eval_batch_size, dataset_options, model_options) -> TrainResult:
+    _set_threads(threads, ctx)
+    requested = {"kind": kind, "epochs": epochs, "patience": patience, "batch_size": batch_size,
+                 "lr": lr, "seed": seed, "max_len": max_len, "eval_every": eval_every,
+                 "eval_batch_size": eval_batch_size, "model_options": model_options}
+    if resume is not None:
+        run_dir = Path(resume)
+        if out_dir is not None and Path(out_dir).resolve() != run_dir.resolve():
+            raise ParameterError(
+                f"out_dir={str(out_dir)!r} and resume={str(resume)!r} differ. Fix: a resumed "
+                "run stays in its own directory; pass only resume"
+            )
+        if not (run_dir / TRAIN_ARGS_FILE).is_file():
+            what = "does not exist" if not run_dir.exists() else f"has no {TRAIN_ARGS_FILE}"
+            raise CheckpointError(
+                f"cannot resume {run_dir}: it {what}. Fix: pass the directory of a run started "
+                "by famekit train (it holds train_args.json)"
+            )
+        args = _merge_resume_arguments(_read_json(run_dir / TRAIN_ARGS_FILE), requested, run_dir)
+        saved_name = args["dataset"].get("name")
+        if isinstance(dataset, str) and dataset not in ("synthetic", saved_name):
+            raise ParameterError(
+                f"cannot change the dataset when resuming {run_dir} (saved {saved_name!r}, "
+                f"asked {dataset!r}). Fix: leave the dataset out, or start a new run"
+            )
+        if isinstance(dataset, SeqDataset):
+            data = dataset
+            _check_fingerprint(data, args["dataset"])
+        else:
+            data = load_dataset_of(args["dataset"])
+    else:
+        args = None
+    # Validate every argument before touching the disk.
+    if args is None:
+        if kind not in ("fame", "sasrec"):
+            raise ParameterError(f"kind must be 'fame' or 'sasrec', got {kind!r}. "
+                                 "Fix: pass kind='fame' (--model fame) or 'sasrec'")
+        epochs = _check_int("epochs", DEFAULT_EPOCHS if epochs is None else epochs, 1)
+        patience = _check_int("patience", DEFAULT_PATIENCE if patience is None else patience, 1)
+        data, described = _resolve_dataset(dataset, dataset_options)
+        args = _run_arguments(
+            described, kind, epochs, patience, _check_int("batch_size", batch_size, 1),
+            _check_lr(lr), _check_int("seed", seed, 0), _check_int("max_len", max_len, 1),
+            _check_int("eval_every", eval_every, 1),
+            _check_int("eval_batch_size", eval_batch_size, 1), model_options,
+        )
+        run_dir = Path(out_dir) if out_dir is not None else default_run_dir(
+            described["name"], kind, args["seed"])
+    else:
+        _check_int("epochs", args["epochs"], 1)
+        _check_int("patience", args["patience"], 1)
+    config = _model_config(data.n_items, args["kind"], args["max_len"], args["model_options"])
+
+    if resume is None:
+        if ctx.is_main:
+            _prepare_run_dir(run_dir, overwrite)
+            run_dir.mkdir(parents=True, exist_ok=True)
+        ctx.barrier()  # no rank may look at the folder while rank 0 clears it
+    if ctx.is_main:
+        atomic_write_json(run_dir / TRAIN_ARGS_FILE, {**args, "world_size": ctx.world_size})
+    return _fit(ctx, data, config, args, run_dir, progress, resumed=resume is not None)
+
+
+def _fit(ctx, data: SeqDataset, config: ModelConfig, args: dict, run_dir: Path, progress: bool,
+         resumed: bool) -> TrainResult:
+    seed = args["seed"]
+    torch.manual_seed(seed)  # initial weights (identical on every rank; DDP broadcasts rank 0's)
+    model = build_model(config).to(ctx.device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args["lr"])
+    stopper = EarlyStopping(patience=args["patience"])
+    history: list[dict] = []
+    start_epoch = 0
+    if resumed and (run_dir / "train_state.json").is_file():
+        state = load_train_state(run_dir, optimizer)
+        extra = state["extra_state"]
+        _load_weights(model, extra["model"], run_dir)
+        restore_rng_state(state["rng"])
+        start_epoch = int(state["epoch"])
+        stopper = EarlyStopping.from_dict(extra["early_stopping"], args["patience"])
+        history = list(extra["history"])
+    # (A run interrupted before its first epoch finished has no state: it starts over.)
+
+    dataset_summary = {"dataset_name": args["dataset"]["name"],
+                       "dataset_fingerprint": data.fingerprint}
+    batches = NextItemBatches(data.split().train_sequences(), args["max_len"], args["batch_size"])
+    if len(batches) < ctx.world_size:
+        raise ParameterError(
+            f"dataset {data.name!r} has {len(batches)} users with >= 2 training items, fewer "
+            f"than the {ctx.world_size} ranks. Fix: train on more users or fewer processes"
+        )
+    train_model = model
+    if ctx.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        train_model = DistributedDataParallel(
+            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+    use_bf16 = ctx.device.type == "cuda"
+
+    def autocast():
+        return torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else nullcontext()
+
+    show = progress and ctx.is_main
+    epoch_bar = tqdm(total=args["epochs"], initial=start_epoch, desc=f"train {config.kind}",
+                     unit="epoch", disable=not show)
+    epoch = start_epoch
+    try:
+        while epoch < args["epochs"] and not stopper.stopped:
+            epoch += 1
+            started = time.perf_counter()
+            _seed_torch_for_epoch(seed, epoch, ctx.rank)
+            epoch_batches = batches.epoch(_epoch_rng(seed, epoch), min_rows=ctx.world_size)
+            batch_bar = (tqdm(total=len(epoch_batches), desc=f"epoch {epoch}", unit="batch",
+                              leave=False) if show else None)
+            try:
+                train_loss, _ = _train_epoch(train_model, optimizer, batches, epoch_batches, ctx,
+                                             autocast, batch_bar)
+            finally:
+                if batch_bar is not None:
+                    batch_bar.close()
+            train_seconds = time.perf_counter() - started
+            row: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss}
+            if not math.isfinite(train_loss):
+                raise ParameterError(
+                    f"training diverged at epoch {epoch} (loss {train_loss}). Fix: lower lr "
+                    f"(now {args['lr']}) or raise dropout"
+                )
+            evaluate_now = epoch % args["eval_every"] == 0 or epoch == args["epochs"]
+            decision = torch.zeros(1, device=ctx.device)
+            if evaluate_now and ctx.is_main:
+                valid = evaluate(model, data, split="valid", batch_size=args["eval_batch_size"],
+                                 progress=False)
+                row.update({f"valid_{m}": float(valid[m]) for m in METRIC_NAMES})
+                if stopper.update(epoch, {m: float(valid[m]) for m in METRIC_NAMES}):
+                    save_model(run_dir, model, **dataset_summary,
+                               summary=_summary(args, stopper, epoch, status="running"))
+                decision[0] = float(stopper.stopped)
+                epoch_bar.set_postfix(loss=f"{train_loss:.4f}",
+                                      ndcg10=f"{valid[SELECTION_METRIC]:.4f}",
+                                      best=f"{stopper.best_score:.4f}@{stopper.best_epoch}")
+            # Rank 0 alone evaluates; everybody follows its early-stopping decision.
+            stopper.stopped = bool(ctx.broadcast_(decision)[0].item())
+            row["train_seconds"] = train_seconds
+            row["seconds"] = time.perf_counter() - started
+            history.append(row)
+            if ctx.is_main:
+                save_train_state(run_dir, optimizer, epoch,
+                                 extra_state={"model": model.state_dict(),
+                                              "early_stopping": stopper.to_dict(),
+                                              "history": history})
+                _write_metrics(run_dir, "running", history,
+                               _summary(args, stopper, epoch, status="running"))
+            epoch_bar.update(1)
+    finally:
+        epoch_bar.close()
+
+    result = TrainResult(run_dir=run_dir, best_epoch=stopper.best_epoch,
+                         best_valid=dict(stopper.best_valid), test={}, history=history,
+                         stopped_early=stopper.stopped)
+    if ctx.is_main:
+        best = load_run(run_dir, dataset=data, device=ctx.device)
+        test = evaluate(best.model, data, split="test", batch_size=args["eval_batch_size"],
+                        progress=progress)
+        result.test = {m: float(test[m]) for m in METRIC_NAMES}
+        result.test["users"] = int(test["users"])
+        summary = _summary(args, stopper, epoch, status="finished", test=result.test)
+        save_model(run_dir, best.model, **dataset_summary, summary=summary)
+        _write_metrics(run_dir, "finished", history, summary)
+    ctx.barrier()
+    return result
+
+
+def _summary(args: dict, stopper: EarlyStopping, epoch: int, status: str,
+             test: dict | None = None) -> dict:
+    return {
+        "status": status,
+        "kind": args["kind"],
+        "dataset": args["dataset"]["name"],
+        "epochs_run": epoch,
+        "selection_metric": f"valid {SELECTION_METRIC}",
+        "best_epoch": stopper.best_epoch,
+        "best_valid": dict(stopper.best_valid),
+        "stopped_early": stopper.stopped,
+        "test": dict(test or {}),
+    }
