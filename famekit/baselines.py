@@ -50,7 +50,7 @@ class Popularity(torch.nn.Module):
         self.register_buffer("counts", counts.to(torch.float32))  # [V+1]; index 0 = padding = 0
 
     @classmethod
-    def fit(cls, dataset: SeqDataset) -> "Popularity":
+    def fit(cls, dataset: SeqDataset) -> Popularity:
         """Count items over ``dataset.split().train_sequences()``."""
         train = dataset.split().train_sequences()
         flat = np.concatenate(train) if train else np.zeros(0, dtype=np.int32)

@@ -29,7 +29,8 @@ change a result (position ids count from each row's first real item), which a te
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,14 +42,14 @@ from famekit.datasets.core import SeqDataset
 from famekit.errors import ParameterError
 
 __all__ = [
-    "evaluate",
-    "metrics_from_ranks",
-    "target_ranks",
-    "hit_rate",
-    "ndcg",
-    "mrr",
     "CUTOFFS",
     "METRIC_NAMES",
+    "evaluate",
+    "hit_rate",
+    "metrics_from_ranks",
+    "mrr",
+    "ndcg",
+    "target_ranks",
 ]
 
 # The cut-offs of every results table.
@@ -111,7 +112,7 @@ def metrics_from_ranks(ranks) -> dict[str, Any]:
     for k in CUTOFFS:
         out[f"NDCG@{k}"] = ndcg(ranks, k)
     out["MRR"] = mrr(ranks)
-    out["users"] = int(len(ranks))
+    out["users"] = len(ranks)
     return out
 
 

@@ -298,3 +298,25 @@ def test_evaluate_on_cuda_matches_cpu():
     cpu = evaluate(model, ds, progress=False)
     gpu = evaluate(model, ds, device="cuda", progress=False)
     assert gpu == cpu
+
+
+# ------------------------------------------------------------------------------------ real models
+@pytest.mark.parametrize("kind", ["fame", "sasrec"])
+def test_real_models_give_identical_ranks_whatever_the_batch_size(kind):
+    from famekit.model import ModelConfig, build_model
+
+    ds = _random_dataset(n_users=50, n_items=30, seed=11)
+    torch.manual_seed(0)
+    # float64 keeps the comparison about bucketing, not about BLAS rounding across batch shapes.
+    model = build_model(ModelConfig(n_items=30, kind=kind, max_len=12, d_model=16, n_layers=2,
+                                    n_heads=2, n_experts=2)).double()
+    model.train()
+    reference, ref_ranks = evaluate(model, ds, batch_size=50, progress=False, return_ranks=True)
+    assert model.training  # restored after evaluation (which ran without dropout)
+    for batch_size in (1, 4, 9):
+        metrics, ranks = evaluate(model, ds, batch_size=batch_size, progress=False,
+                                  return_ranks=True)
+        assert metrics == reference
+        np.testing.assert_array_equal(ranks["rank"].to_numpy(), ref_ranks["rank"].to_numpy())
+    assert reference["users"] == 50
+    assert 0.0 <= reference["NDCG@20"] <= reference["HR@20"] <= 1.0
