@@ -1,0 +1,295 @@
+"""The ``famekit`` command line: train, evaluate, inspect data, report.
+
+    famekit train --dataset beauty --model fame --epochs 200 --patience 10
+    famekit train --sequences my_seqs.txt --items my_items.tsv --out runs/mine
+    famekit train --resume runs/beauty-fame-seed0 --epochs 300
+    torchrun --standalone --nproc_per_node 2 -m famekit.cli train --dataset beauty
+    famekit evaluate runs/beauty-fame-seed0 --split test
+    famekit data info beauty ml-1m
+    famekit report --dataset beauty
+
+A thin shell over :mod:`famekit.training`, :mod:`famekit.evaluation` and
+:mod:`famekit.datasets`: the same calls a Python user makes. Every :class:`FamekitError` (bad
+input) prints one line ``famekit: error: <message>`` on stderr and exits with status 2, like
+argparse's own usage errors; a traceback means a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from famekit.errors import FamekitError, ParameterError
+
+__all__ = ["main", "build_parser"]
+
+METRIC_COLUMNS = ("HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20", "MRR")
+
+
+# ------------------------------------------------------------------------------- argument types
+def _int(text: str) -> int:
+    """argparse type for whole numbers; ranges are checked by the library (FamekitError)."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def _data_option(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` with VALUE parsed as JSON when it can be (numbers, true/false), else text."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE (e.g. n_users=500)")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="famekit",
+        description="Train FAME and SASRec sequential recommenders and look inside them.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    # -- train
+    train = sub.add_parser("train", help="train a model (single process or under torchrun)",
+                           description="Train FAME or SASRec with early stopping on valid "
+                           "NDCG@10; the run directory keeps the best weights and metrics.")
+    data = train.add_mutually_exclusive_group()
+    data.add_argument("--dataset", metavar="NAME", help="a registered dataset (default synthetic)")
+    data.add_argument("--sequences", metavar="FILE",
+                      help="your own sequence file: 'user item item ...' per line")
+    train.add_argument("--items", metavar="TSV", help="item metadata for --sequences")
+    train.add_argument("--data-option", metavar="KEY=VALUE", type=_data_option, action="append",
+                       default=[], help="dataset option, repeatable (e.g. n_users=500)")
+    train.add_argument("--model", choices=("fame", "sasrec"), help="model kind (default fame)")
+    train.add_argument("--epochs", type=_int, help="most epochs (default 200)")
+    train.add_argument("--patience", type=_int,
+                       help="evaluations without improvement before stopping (default 10)")
+    train.add_argument("--batch-size", type=_int, help="sequences per batch (256)")
+    train.add_argument("--lr", type=float, help="Adam learning rate (1e-3)")
+    train.add_argument("--seed", type=_int, help="random seed (0)")
+    train.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when available)")
+    train.add_argument("--threads", type=_int,
+                       help="torch CPU threads (default: all usable cores, or OMP_NUM_THREADS)")
+    train.add_argument("--out", metavar="RUN_DIR",
+                       help="run directory (default $FAMEKIT_RUNS or runs/<data>-<model>-seed<s>)")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    train.add_argument("--overwrite", action="store_true", help="replace a finished run")
+    train.add_argument("--eval-every", type=_int, help="validate every N epochs (1)")
+    train.add_argument("--d-model", type=_int, help="hidden size d (64)")
+    train.add_argument("--layers", type=_int, help="layers L (2)")
+    train.add_argument("--heads", type=_int, help="heads H = facets (4)")
+    train.add_argument("--experts", type=_int, help="experts N per head (4)")
+    train.add_argument("--dropout", type=float, help="dropout rate (0.2)")
+    train.add_argument("--max-len", type=_int, help="longest input window (50)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    # -- evaluate
+    evaluate = sub.add_parser("evaluate", help="full-ranking metrics of a trained run",
+                              description="Evaluate a run's best weights (leave-one-out, full "
+                              "ranking, history excluded unless --include-history).")
+    evaluate.add_argument("run_dir", metavar="RUN_DIR")
+    evaluate.add_argument("--split", choices=("valid", "test"), default="test")
+    evaluate.add_argument("--include-history", action="store_true",
+                          help="rank the user's past items too (default: excluded)")
+    evaluate.add_argument("--batch-size", type=_int, default=256,
+                          help="users per batch (256)")
+    evaluate.add_argument("--device", help="cpu, cuda or cuda:N")
+    evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    # -- data info
+    data_cmd = sub.add_parser("data", help="dataset commands")
+    data_sub = data_cmd.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
+    info = data_sub.add_parser("info", help="statistics table of datasets")
+    info.add_argument("names", nargs="*", metavar="NAME", help="datasets (default synthetic)")
+
+    # -- report
+    report = sub.add_parser("report", help="FAME vs popularity on a dataset",
+                            description="Train FAME on the dataset unless a finished run exists "
+                            "(then reuse it), evaluate on test and compare with popularity.")
+    report.add_argument("--dataset", metavar="NAME", help="a registered dataset (synthetic)")
+    report.add_argument("--run", metavar="RUN_DIR", help="the FAME run to use or create")
+    report.add_argument("--out", metavar="DIR", default="reports",
+                        help="where the comparison table goes (reports/)")
+    report.add_argument("--epochs", type=_int,
+                        help="most epochs if a run must be trained (200)")
+    report.add_argument("--seed", type=_int, default=0, help="seed of the run (0)")
+    report.add_argument("--device", help="cpu, cuda or cuda:N")
+    report.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parser
+
+
+# ------------------------------------------------------------------------------- commands
+def _is_main_rank() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _metrics_table(rows: dict[str, dict]) -> str:
+    """A plain text table: one row per model, one column per metric."""
+    import pandas as pd
+
+    frame = pd.DataFrame({name: {m: metrics.get(m) for m in (*METRIC_COLUMNS, "users")}
+                          for name, metrics in rows.items()}).T
+    frame["users"] = frame["users"].astype("Int64")
+    return frame.to_string(float_format=lambda v: f"{v:.4f}")
+
+
+def _cmd_train(args) -> int:
+    from famekit import datasets
+    from famekit.training import train
+
+    if args.items and not args.sequences:
+        raise ParameterError("--items needs --sequences. Fix: pass --sequences FILE --items TSV")
+    options: dict = {}
+    for flag, name in (("model", "kind"), ("epochs", "epochs"), ("patience", "patience"),
+                       ("batch_size", "batch_size"), ("lr", "lr"), ("seed", "seed"),
+                       ("max_len", "max_len"), ("eval_every", "eval_every"),
+                       ("d_model", "d_model"), ("layers", "n_layers"), ("heads", "n_heads"),
+                       ("experts", "n_experts"), ("dropout", "dropout")):
+        value = getattr(args, flag)
+        if value is not None:  # only what was given: resume keeps the run's own values
+            options[name] = value
+    if args.sequences:
+        dataset = datasets.load_files(args.sequences, args.items,
+                                      name=Path(args.sequences).stem)
+    elif args.dataset:
+        dataset = args.dataset
+    elif args.resume:
+        dataset = "synthetic"  # = "not given": the run's own dataset is used
+    else:
+        dataset = datasets.DEFAULT_DATASET
+    if args.data_option:
+        options["dataset_options"] = dict(args.data_option)
+    result = train(dataset, out_dir=args.out, device=args.device, resume=args.resume,
+                   overwrite=args.overwrite, threads=args.threads,
+                   progress=not args.no_progress, **options)
+    if _is_main_rank():
+        stop = "stopped early" if result.stopped_early else "ran all epochs"
+        print(f"run: {result.run_dir}  ({len(result.history)} epochs, {stop}; best valid "
+              f"NDCG@10 {result.best_valid.get('NDCG@10', float('nan')):.4f} at epoch "
+              f"{result.best_epoch})")
+        print(_metrics_table({"test": result.test}))
+    return 0
+
+
+def _dataset_of_run(run_dir: Path):
+    """The dataset a run was trained on, from its train_args.json or config.json."""
+    from famekit import datasets
+    from famekit.errors import CheckpointError
+    from famekit.training import TRAIN_ARGS_FILE, load_dataset_of
+
+    if not run_dir.is_dir():
+        raise CheckpointError(
+            f"run directory {run_dir} does not exist. Fix: pass a directory written by "
+            "famekit train (e.g. runs/synthetic-fame-seed0)"
+        )
+    if (run_dir / TRAIN_ARGS_FILE).is_file():
+        return load_dataset_of(json.loads((run_dir / TRAIN_ARGS_FILE).read_text("utf-8"))
+                               ["dataset"])
+    config = run_dir / "config.json"
+    if not config.is_file():
+        raise CheckpointError(f"{config} is missing. Fix: pass a run directory written by "
+                              "famekit train")
+    try:
+        name = json.loads(config.read_text("utf-8"))["dataset"]["name"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{config} names no dataset ({exc}). Fix: train the run again")
+    return datasets.load(name)
+
+
+def _cmd_evaluate(args) -> int:
+    from famekit.checkpoints import load_run
+    from famekit.distributed import resolve_device
+    from famekit.evaluation import evaluate
+
+    run_dir = Path(args.run_dir)
+    dataset = _dataset_of_run(run_dir)
+    run = load_run(run_dir, dataset=dataset, device=resolve_device(args.device))
+    metrics = evaluate(run.model, dataset, split=args.split, batch_size=args.batch_size,
+                       exclude_history=not args.include_history, progress=not args.no_progress)
+    history = "history included" if args.include_history else "history excluded"
+    print(f"{run_dir}: {run.config.kind} on {dataset.name}, split {args.split}, full ranking, "
+          f"{history}")
+    print(_metrics_table({run.config.kind: metrics}))
+    return 0
+
+
+def _cmd_data(args) -> int:
+    from famekit.datasets.stats import statistics_table
+
+    table = statistics_table(args.names or ["synthetic"])
+    print(table.to_string())
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from famekit.baselines import Popularity
+    from famekit.checkpoints import atomic_write_json, atomic_write_text, load_run
+    from famekit.distributed import resolve_device
+    from famekit.evaluation import evaluate
+    from famekit.training import default_run_dir, run_status, train
+
+    device = resolve_device(args.device)
+    name = args.dataset or "synthetic"
+    run_dir = Path(args.run) if args.run else default_run_dir(name, "fame", args.seed)
+    status = run_status(run_dir)
+    if status == "finished":
+        print(f"reusing the finished run {run_dir}", file=sys.stderr)
+    elif status == "running":
+        train(resume=run_dir, epochs=args.epochs, device=device,
+              progress=not args.no_progress)
+    else:
+        train(name, kind="fame", out_dir=run_dir, epochs=args.epochs, seed=args.seed,
+              device=device, progress=not args.no_progress)
+    dataset = _dataset_of_run(run_dir)
+    if args.dataset and dataset.name != args.dataset:
+        raise ParameterError(
+            f"run {run_dir} was trained on {dataset.name!r}, not {args.dataset!r}. Fix: drop "
+            "--run (the default run of the dataset is used) or pass the matching --dataset"
+        )
+    run = load_run(run_dir, dataset=dataset, device=device)
+    progress = not args.no_progress
+    rows = {
+        "FAME": evaluate(run.model, dataset, split="test", progress=progress),
+        "Popularity": evaluate(Popularity.fit(dataset), dataset, split="test",
+                               progress=progress),
+    }
+    table = _metrics_table(rows)
+    print(f"{dataset.name}: test split, full ranking, history excluded (run {run_dir})")
+    print(table)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"{dataset.name}-fame-vs-popularity"
+    atomic_write_text(out / f"{stem}.txt", table + "\n")
+    atomic_write_json(out / f"{stem}.json", {"dataset": dataset.name, "run": str(run_dir),
+                                             "split": "test", "metrics": rows})
+    return 0
+
+
+COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "data": _cmd_data,
+            "report": _cmd_report}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI on ``argv`` (default: the process arguments); returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except FamekitError as exc:
+        message = " ".join(str(exc).split())  # one line, whatever the message holds
+        print(f"famekit: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("famekit: interrupted (a training run continues with famekit train --resume "
+              "RUN_DIR)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

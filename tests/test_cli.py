@@ -1,0 +1,196 @@
+"""The famekit command line: train / evaluate / data info / report, and its error contract."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from famekit.cli import build_parser, main
+
+TINY_FLAGS = ["--d-model", "16", "--heads", "2", "--experts", "2", "--max-len", "10",
+              "--batch-size", "16", "--threads", "1", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def sequence_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "shop.txt"
+    rng = np.random.default_rng(0)
+    lines = [f"{u} " + " ".join(map(str, rng.integers(1, 40, size=rng.integers(3, 12))))
+             for u in range(1, 81)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished_run(sequence_file, tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("runs") / "shop-fame"
+    assert main(["train", "--sequences", str(sequence_file), "--epochs", "2",
+                 "--out", str(run_dir), *TINY_FLAGS]) == 0
+    return run_dir
+
+
+def famekit(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    """Run the CLI in a fresh interpreter, as a user would."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "famekit.cli", *args], capture_output=True,
+                          text=True, timeout=120, cwd=cwd, env=env)
+
+
+def assert_one_line_error(done: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("famekit: error: "), done.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+# ---------------------------------------------------------------------------------- train
+def test_train_writes_the_run_and_prints_test_metrics(finished_run, capsys):
+    args = json.loads((finished_run / "train_args.json").read_text())
+    assert args["kind"] == "fame" and args["epochs"] == 2 and args["batch_size"] == 16
+    assert args["model_options"] == {"d_model": 16, "n_heads": 2, "n_experts": 2}
+    assert args["dataset"]["name"] == "shop"
+    metrics = json.loads((finished_run / "metrics.json").read_text())
+    assert metrics["status"] == "finished" and len(metrics["history"]) == 2
+
+
+def test_train_resume_extends_a_run_from_the_command_line(finished_run, tmp_path, capsys):
+    import shutil
+
+    run_dir = tmp_path / "copy"
+    shutil.copytree(finished_run, run_dir)
+    assert main(["train", "--resume", str(run_dir), "--epochs", "3", "--no-progress",
+                 "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert f"run: {run_dir}" in out and "3 epochs" in out and "NDCG@10" in out
+    history = json.loads((run_dir / "metrics.json").read_text())["history"]
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    original = json.loads((finished_run / "metrics.json").read_text())["history"]
+    assert history[:2] == [{**row, "seconds": history[i]["seconds"],
+                            "train_seconds": history[i]["train_seconds"]}
+                           for i, row in enumerate(original)]
+
+
+def test_train_on_a_named_dataset_with_options(tmp_path, capsys):
+    run_dir = tmp_path / "syn"
+    assert main(["train", "--dataset", "synthetic", "--data-option", "n_users=60",
+                 "--data-option", "n_items=150", "--model", "sasrec", "--epochs", "1",
+                 "--out", str(run_dir), *TINY_FLAGS]) == 0
+    args = json.loads((run_dir / "train_args.json").read_text())
+    assert args["dataset"]["name"] == "synthetic" and args["kind"] == "sasrec"
+    assert args["dataset"]["options"] == {"n_users": 60, "n_items": 150}
+    assert "test" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------- evaluate
+def test_evaluate_prints_the_metrics_of_the_best_weights(finished_run, capsys):
+    assert main(["evaluate", str(finished_run), "--split", "valid", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "split valid" in out and "history excluded" in out
+    best = json.loads((finished_run / "metrics.json").read_text())["best_valid"]
+    row = out.strip().splitlines()[-1].split()
+    header = out.strip().splitlines()[-2].split()
+    assert row[0] == "fame"
+    assert float(row[1 + header.index("NDCG@10")]) == pytest.approx(best["NDCG@10"], abs=5e-5)
+
+    assert main(["evaluate", str(finished_run), "--include-history", "--no-progress"]) == 0
+    assert "split test" in (out := capsys.readouterr().out) and "history included" in out
+
+
+# ---------------------------------------------------------------------------------- report
+def test_report_reuses_a_finished_run_and_compares_with_popularity(finished_run, tmp_path,
+                                                                    capsys):
+    before = (finished_run / "model.safetensors").stat().st_mtime_ns
+    out_dir = tmp_path / "reports"
+    assert main(["report", "--run", str(finished_run), "--out", str(out_dir),
+                 "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "FAME" in out and "Popularity" in out
+    assert (finished_run / "model.safetensors").stat().st_mtime_ns == before  # not retrained
+    saved = json.loads((out_dir / "shop-fame-vs-popularity.json").read_text())
+    assert set(saved["metrics"]) == {"FAME", "Popularity"}
+    test = json.loads((finished_run / "metrics.json").read_text())["test"]
+    assert saved["metrics"]["FAME"]["NDCG@10"] == pytest.approx(test["NDCG@10"], abs=1e-9)
+
+
+def test_report_trains_a_run_when_none_exists(tmp_path, monkeypatch, capsys):
+    import famekit.training as training
+
+    calls = []
+    real_train = training.train
+
+    def small_train(*args, **kwargs):  # the report's own call, shrunk to a tiny model
+        calls.append(kwargs)
+        return real_train(*args, **{**kwargs, "d_model": 16, "n_heads": 2, "n_experts": 2,
+                                    "threads": 1, "dataset_options": {"n_users": 60,
+                                                                      "n_items": 150}})
+
+    monkeypatch.setattr(training, "train", small_train)
+    monkeypatch.setenv("FAMEKIT_RUNS", str(tmp_path / "runs"))
+    from famekit import datasets
+
+    real_load = datasets.load
+    monkeypatch.setattr(datasets, "load",
+                        lambda name, cache_dir=None, **o: real_load(
+                            name, cache_dir, **{"n_users": 60, "n_items": 150, **o}))
+    assert main(["report", "--epochs", "1", "--out", str(tmp_path / "rep"),
+                 "--no-progress"]) == 0
+    assert len(calls) == 1 and calls[0]["epochs"] == 1
+    assert (tmp_path / "runs" / "synthetic-fame-seed0" / "model.safetensors").is_file()
+    assert "Popularity" in capsys.readouterr().out
+    assert main(["report", "--out", str(tmp_path / "rep"), "--no-progress"]) == 0
+    assert len(calls) == 1  # the second report reused the finished run
+
+
+# ---------------------------------------------------------------------------------- errors
+def test_unknown_dataset_is_one_line_and_status_2(tmp_path):
+    done = famekit("train", "--dataset", "nosuchdata", "--out", str(tmp_path / "r"))
+    assert_one_line_error(done, "unknown dataset 'nosuchdata'", "beauty")
+    assert not (tmp_path / "r").exists()
+
+
+def test_missing_run_directory_is_one_line_and_status_2(tmp_path):
+    done = famekit("evaluate", str(tmp_path / "nowhere"))
+    assert_one_line_error(done, "does not exist", "nowhere")
+
+
+def test_negative_epochs_is_one_line_and_status_2(sequence_file, tmp_path):
+    done = famekit("train", "--sequences", str(sequence_file), "--epochs", "-3",
+                   "--out", str(tmp_path / "r"))
+    assert_one_line_error(done, "epochs must be a whole number >= 1", "--epochs")
+
+
+def test_malformed_sequence_file_names_the_line(tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_text("1 2 3 4\n2 5 x 7\n")
+    done = famekit("train", "--sequences", str(bad), "--out", str(tmp_path / "r"))
+    assert_one_line_error(done, "bad.txt", "line 2")
+
+
+def test_argparse_errors_exit_2(capsys):
+    for argv in (["train", "--model", "gru"], ["evaluate"], ["frobnicate"],
+                 ["train", "--epochs", "many"], ["evaluate", "x", "--split", "train"]):
+        with pytest.raises(SystemExit) as stopped:
+            main(argv)
+        assert stopped.value.code == 2, argv
+    assert "invalid choice: 'gru'" in capsys.readouterr().err
+
+
+def test_items_without_sequences_is_a_parameter_error(capsys):
+    assert main(["train", "--items", "x.tsv"]) == 2
+    assert capsys.readouterr().err.startswith("famekit: error: --items needs --sequences")
+
+
+def test_every_documented_flag_exists():
+    help_text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
+    for flag in ("--dataset", "--sequences", "--items", "--model", "--epochs", "--patience",
+                 "--batch-size", "--lr", "--seed", "--device", "--out", "--resume", "--d-model",
+                 "--layers", "--heads", "--experts", "--dropout", "--max-len"):
+        assert flag in help_text, flag
