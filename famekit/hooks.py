@@ -27,19 +27,19 @@ never materialises a tensor (fused attention) and an explicit path that feeds th
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Callable, Iterable, Iterator, Sequence, Union
 
 import torch
 from torch import nn
 
 from famekit.errors import ParameterError, UnknownNameError
 
-__all__ = ["HookPoint", "HookedRootModule", "HookFn", "NamesFilter"]
+__all__ = ["HookFn", "HookPoint", "HookedRootModule", "NamesFilter"]
 
 # fn(activation, hook=HookPoint) -> None (observe) or a tensor of the same shape (replace).
-HookFn = Callable[..., Union[torch.Tensor, None]]
-NamesFilter = Union[None, str, Sequence[str], Callable[[str], bool]]
+HookFn = Callable[..., torch.Tensor | None]
+NamesFilter = str | Sequence[str] | Callable[[str], bool] | None
 
 
 class HookPoint(nn.Module):
@@ -134,7 +134,7 @@ class HookedRootModule(nn.Module):
 
     @contextmanager
     def hooks(self, fwd_hooks: Iterable[tuple[str | Callable[[str], bool], HookFn]] = ()
-              ) -> Iterator["HookedRootModule"]:
+              ) -> Iterator[HookedRootModule]:
         """Attach forward hooks for the duration of a ``with`` block.
 
         ``fwd_hooks`` is a list of ``(name_or_filter, fn)``. Named opt-in hooks are enabled

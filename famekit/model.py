@@ -29,7 +29,7 @@ from torch import nn
 from famekit.errors import ParameterError, UnknownNameError
 from famekit.hooks import HookedRootModule, HookPoint
 
-__all__ = ["ModelConfig", "build_model", "SequentialRecommender", "FAME", "SASRec", "FAMELayer"]
+__all__ = ["FAME", "FAMELayer", "ModelConfig", "SASRec", "SequentialRecommender", "build_model"]
 
 MODEL_KINDS = ("fame", "sasrec")
 SUB_EMBEDDINGS = ("learned", "slice")
@@ -106,7 +106,7 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ModelConfig":
+    def from_dict(cls, data: dict) -> ModelConfig:
         """Rebuild from ``to_dict()``; unknown and missing keys are errors, not defaults."""
         if not isinstance(data, dict):
             raise ParameterError(
@@ -129,7 +129,7 @@ class ModelConfig:
         return cls(**data)
 
 
-def build_model(cfg: ModelConfig) -> "SequentialRecommender":
+def build_model(cfg: ModelConfig) -> SequentialRecommender:
     """A fresh FAME or SASRec (by ``cfg.kind``), initialised as the spec says."""
     if not isinstance(cfg, ModelConfig):
         raise ParameterError(

@@ -38,8 +38,8 @@ OPT_IN = {"fame.hook_expert_pattern", "hook_logits"}
 
 def tiny_model(kind: str, seed: int = 0, **overrides):
     torch.manual_seed(seed)
-    fields = dict(n_items=V, kind=kind, max_len=8, d_model=D, n_layers=2, n_heads=H,
-                  n_experts=N, dropout=0.0)
+    fields = {"n_items": V, "kind": kind, "max_len": 8, "d_model": D, "n_layers": 2,
+              "n_heads": H, "n_experts": N, "dropout": 0.0}
     fields.update(overrides)
     return build_model(ModelConfig(**fields)).eval()
 
@@ -120,11 +120,11 @@ def test_hooks_context_removes_hooks_even_when_the_body_raises(kind):
     def spy(tensor, hook):
         seen.append(hook.name)
 
-    with pytest.raises(RuntimeError, match="boom"):
-        with model.hooks([("blocks.0.hook_resid_post", spy), ("hook_logits", spy)]):
-            assert model.hook_logits.enabled
-            model.score_last(batch())
-            raise RuntimeError("boom")
+    hooks = [("blocks.0.hook_resid_post", spy), ("hook_logits", spy)]
+    with pytest.raises(RuntimeError, match="boom"), model.hooks(hooks):
+        assert model.hook_logits.enabled
+        model.score_last(batch())
+        raise RuntimeError("boom")
     assert seen == ["blocks.0.hook_resid_post", "hook_logits"]
     assert not any(point._forward_hooks for point in model.hook_dict.values())
     assert not model.hook_logits.enabled

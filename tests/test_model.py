@@ -19,8 +19,8 @@ V = 23  # items of the tiny world
 
 def tiny_config(kind: str = "fame", **overrides) -> ModelConfig:
     # N != H and d' != H so that a swapped axis cannot go unnoticed.
-    fields = dict(n_items=V, kind=kind, max_len=8, d_model=16, n_layers=2, n_heads=4,
-                  n_experts=3, dropout=0.0)
+    fields = {"n_items": V, "kind": kind, "max_len": 8, "d_model": 16, "n_layers": 2,
+              "n_heads": 4, "n_experts": 3, "dropout": 0.0}
     fields.update(overrides)
     return ModelConfig(**fields)
 
