@@ -1,0 +1,45 @@
+"""Looking inside FAME: plain functions over a loaded run and its dataset that return
+DataFrames or arrays (never figures; :mod:`famekit.figures` draws them).
+
+* :mod:`~famekit.analysis.activations` - collect gates and router probabilities of many users;
+* :mod:`~famekit.analysis.gates` - per-user, per-head and per-group gate weights;
+* :mod:`~famekit.analysis.routing` - router distributions, expert load, entropy, enrichment;
+* :mod:`~famekit.analysis.embeddings` - per-head item sub-embeddings, kNN, cached UMAP;
+* :mod:`~famekit.analysis.alignment` - the facet alignment matrix with its two nulls;
+* :mod:`~famekit.analysis.anatomy` - one user's recommendations decomposed by head;
+* :mod:`~famekit.analysis.knockouts` - causal head / expert interventions;
+* :mod:`~famekit.analysis.recovery` - planted ground truth recovery (synthetic world);
+* :mod:`~famekit.analysis.metadata` - item and user labels from metadata.
+"""
+
+from famekit.analysis.activations import Activations, collect_activations
+from famekit.analysis.alignment import agreement_with_nulls, alignment_matrix, knn_agreement
+from famekit.analysis.anatomy import Anatomy, recommendation_anatomy
+from famekit.analysis.embeddings import cosine_knn, head_embeddings, head_layouts, umap_layout
+from famekit.analysis.gates import gate_summary, gates_along_sequence, gates_by_group, user_gates
+from famekit.analysis.knockouts import expert_forcing_table, head_knockout_table
+from famekit.analysis.metadata import item_labels, label_fields, user_majority_labels
+from famekit.analysis.recovery import (
+    driving_facet_accuracy,
+    facet_recovery,
+    head_facet_map,
+    interest_expert_nmi,
+    normalized_mutual_information,
+)
+from famekit.analysis.routing import (
+    expert_enrichment,
+    expert_load,
+    router_distribution,
+    routing_entropy,
+    user_routing,
+)
+
+__all__ = [
+    "Activations", "collect_activations", "alignment_matrix", "agreement_with_nulls",
+    "knn_agreement", "Anatomy", "recommendation_anatomy", "cosine_knn", "head_embeddings",
+    "head_layouts", "umap_layout", "gate_summary", "gates_along_sequence", "gates_by_group",
+    "user_gates", "expert_forcing_table", "head_knockout_table", "item_labels", "label_fields",
+    "user_majority_labels", "driving_facet_accuracy", "facet_recovery", "head_facet_map",
+    "interest_expert_nmi", "normalized_mutual_information", "expert_enrichment", "expert_load",
+    "router_distribution", "routing_entropy", "user_routing",
+]

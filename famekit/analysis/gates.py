@@ -1,0 +1,87 @@
+"""Gate weights: how much each head (facet) contributes to a user's recommendations.
+
+All functions take :class:`~famekit.analysis.activations.Activations` and return DataFrames.
+Heads are numbered 0..H-1 everywhere.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from famekit.analysis.activations import Activations
+from famekit.errors import ParameterError
+
+__all__ = ["entropy", "user_gates", "gate_summary", "gates_by_group", "gates_along_sequence"]
+
+
+def entropy(probs: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Shannon entropy in nats along ``axis`` (0 log 0 = 0), computed in float64."""
+    probs = np.asarray(probs, dtype=np.float64)
+    logs = np.log(np.where(probs > 0, probs, 1.0))
+    return -(probs * logs).sum(axis=axis)
+
+
+def user_gates(acts: Activations) -> pd.DataFrame:
+    """One row per user: gate weight of each head at the last position, top head, entropy."""
+    g = acts.last_gates  # [U, H]
+    frame = pd.DataFrame(g, columns=[f"head {h}" for h in range(acts.n_heads)])
+    frame.insert(0, "user", acts.users)
+    frame["top_head"] = g.argmax(axis=1)
+    frame["entropy"] = entropy(g)
+    return frame
+
+
+def gate_summary(acts: Activations) -> pd.DataFrame:
+    """Per head: mean and std of its gate weight over users (last position), the share of users
+    whose top head it is, and the mean over all positions.
+
+    The frame's ``attrs`` carry the mean per-user gate entropy and its maximum, log(H).
+    """
+    g = acts.last_gates  # [U, H]
+    top = np.bincount(g.argmax(axis=1), minlength=acts.n_heads) / max(1, len(g))
+    frame = pd.DataFrame(
+        {
+            "head": np.arange(acts.n_heads),
+            "mean_gate": g.mean(axis=0),
+            "std_gate": g.std(axis=0),
+            "top_head_share": top,
+            "mean_gate_all_positions": acts.gates.mean(axis=0),
+        }
+    )
+    frame.attrs["mean_entropy"] = float(entropy(g).mean())
+    frame.attrs["max_entropy"] = float(np.log(acts.n_heads))
+    return frame
+
+
+def gates_by_group(acts: Activations, groups: np.ndarray, min_users: int = 5) -> pd.DataFrame:
+    """Mean last-position gate weight of each head per user group (e.g. favourite category).
+
+    ``groups`` is an object array [U] aligned with ``acts.users`` (None = no group). Groups with
+    fewer than ``min_users`` users are dropped. Long format: group, head, mean_gate, users.
+    """
+    groups = np.asarray(groups, dtype=object)
+    if groups.shape != (len(acts.users),):
+        raise ParameterError(
+            f"groups has shape {groups.shape}, expected ({len(acts.users)},) = one label per "
+            "collected user. Fix: derive the groups from the same Activations' users"
+        )
+    g = acts.last_gates
+    rows = []
+    for label in sorted({v for v in groups if v is not None}):
+        members = np.array([v == label for v in groups])
+        if members.sum() < min_users:
+            continue
+        means = g[members].mean(axis=0)
+        rows += [(label, h, float(means[h]), int(members.sum())) for h in range(acts.n_heads)]
+    return pd.DataFrame(rows, columns=["group", "head", "mean_gate", "users"])
+
+
+def gates_along_sequence(acts: Activations, user_row: int) -> pd.DataFrame:
+    """Gate weights of one user at every position: columns position, item, head 0..H-1."""
+    i = acts.index_of(user_row)
+    sl = acts.user_slice(i)
+    frame = pd.DataFrame(acts.gates[sl], columns=[f"head {h}" for h in range(acts.n_heads)])
+    frame.insert(0, "item", acts.items[sl])
+    frame.insert(0, "position", np.arange(sl.stop - sl.start))
+    return frame
