@@ -39,7 +39,7 @@ def famekit(*args: str, cwd=None) -> subprocess.CompletedProcess:
     """Run the CLI in a fresh interpreter, as a user would."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "famekit.cli", *args], capture_output=True,
-                          text=True, timeout=120, cwd=cwd, env=env)
+                          text=True, timeout=120, cwd=cwd, env=env, check=False)
 
 
 def assert_one_line_error(done: subprocess.CompletedProcess, *fragments: str) -> None:
@@ -101,7 +101,8 @@ def test_evaluate_prints_the_metrics_of_the_best_weights(finished_run, capsys):
     assert float(row[1 + header.index("NDCG@10")]) == pytest.approx(best["NDCG@10"], abs=5e-5)
 
     assert main(["evaluate", str(finished_run), "--include-history", "--no-progress"]) == 0
-    assert "split test" in (out := capsys.readouterr().out) and "history included" in out
+    out = capsys.readouterr().out
+    assert "split test" in out and "history included" in out
 
 
 # ---------------------------------------------------------------------------------- report
@@ -121,7 +122,7 @@ def test_report_reuses_a_finished_run_and_compares_with_popularity(finished_run,
 
 
 def test_report_trains_a_run_when_none_exists(tmp_path, monkeypatch, capsys):
-    import famekit.training as training
+    from famekit import training
 
     calls = []
     real_train = training.train
