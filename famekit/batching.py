@@ -8,11 +8,11 @@ item, so trimming never changes a row's result.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["pad_left", "next_item_pairs", "bucketed_batches", "NextItemBatches"]
+__all__ = ["NextItemBatches", "bucketed_batches", "next_item_pairs", "pad_left"]
 
 
 def pad_left(sequences: Sequence[np.ndarray], max_len: int, width: int | None = None) -> np.ndarray:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from famekit.errors import FamekitError, ParameterError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
 
 METRIC_COLUMNS = ("HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20", "MRR")
 

@@ -23,7 +23,7 @@ import torch.distributed as dist
 
 from famekit.errors import ParameterError
 
-__all__ = ["DistContext", "torchrun_env", "resolve_device", "setup", "teardown"]
+__all__ = ["DistContext", "resolve_device", "setup", "teardown", "torchrun_env"]
 
 
 @dataclass

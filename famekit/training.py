@@ -75,13 +75,13 @@ from famekit.evaluation import evaluate
 from famekit.model import ModelConfig, build_model
 
 __all__ = [
-    "train",
-    "TrainResult",
-    "default_run_dir",
-    "run_status",
     "DEFAULT_EPOCHS",
     "DEFAULT_PATIENCE",
     "SELECTION_METRIC",
+    "TrainResult",
+    "default_run_dir",
+    "run_status",
+    "train",
 ]
 
 DEFAULT_EPOCHS = 200  # an upper bound: early stopping usually ends the run long before
