@@ -107,7 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
     data_cmd = sub.add_parser("data", help="dataset commands")
     data_sub = data_cmd.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
     info = data_sub.add_parser("info", help="statistics table of datasets")
-    info.add_argument("names", nargs="*", metavar="NAME", help="datasets (default synthetic)")
+    info.add_argument("names", nargs="*", metavar="NAME",
+                      help="datasets (default: synthetic + those already downloaded)")
+    info.add_argument("--cache-dir", metavar="DIR",
+                      help="cache root (default $FAMEKIT_CACHE or ~/.cache/famekit)")
+    info.add_argument("--csv", action="store_true", help="CSV instead of a text table")
+    info.add_argument("--no-progress", action="store_true", help="no download progress bars")
 
     # -- report
     report = sub.add_parser("report", help="FAME vs popularity on a dataset",
@@ -221,10 +226,11 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_data(args) -> int:
-    from famekit.datasets.stats import statistics_table
+    from famekit.datasets.stats import default_info_names, format_table, statistics_table
 
-    table = statistics_table(args.names or ["synthetic"])
-    print(table.to_string())
+    names = args.names or default_info_names(args.cache_dir)
+    table = statistics_table(names, cache_dir=args.cache_dir, progress=not args.no_progress)
+    print(table.to_csv() if args.csv else format_table(table), end="" if args.csv else "\n")
     return 0
 
 

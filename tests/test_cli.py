@@ -195,3 +195,18 @@ def test_every_documented_flag_exists():
                  "--batch-size", "--lr", "--seed", "--device", "--out", "--resume", "--d-model",
                  "--layers", "--heads", "--experts", "--dropout", "--max-len"):
         assert flag in help_text, flag
+
+
+# ---------------------------------------------------------------------------------- data info
+def test_data_info_prints_the_statistics_table(capsys):
+    from famekit.datasets import load
+
+    assert main(["data", "info", "synthetic", "--csv"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    header, row = lines[0].split(","), lines[1].split(",")
+    assert header[0] == "dataset" and row[0] == "synthetic"
+    dataset = load("synthetic")
+    assert int(row[header.index("users")]) == dataset.n_users
+    assert int(row[header.index("interactions")]) == dataset.n_interactions
+    assert main(["data", "info", "nosuchdata"]) == 2
+    assert capsys.readouterr().err.startswith("famekit: error: unknown dataset 'nosuchdata'")
