@@ -64,6 +64,7 @@ def test_config_round_trips_through_json():
         ("dropout", 1.0),
         ("dropout", -0.1),
         ("dropout", "0.2"),
+        ("attn_dropout", 1.5),
         ("kind", "bert4rec"),
         ("sub_embedding", "random"),
         ("norm_first", 1),
@@ -170,6 +171,21 @@ def test_padding_row_stays_zero_after_an_optimizer_step(kind):
     optimizer.step()
     assert torch.count_nonzero(model.item_embed.weight[0]) == 0
     assert torch.count_nonzero(model.pos_embed.weight[0]) == 0
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("explicit", [False, True])
+def test_dropout_rates_act_only_in_training(kind, explicit):
+    inputs, targets = random_batch()
+    names = ["blocks.0.attn.hook_pattern", "fame.hook_expert_pattern"] if explicit else []
+    for fields, differs in [({}, False), ({"attn_dropout": 0.5}, True), ({"dropout": 0.5}, True)]:
+        model = tiny_model(kind, **fields).train()
+        names_here = [n for n in names if n in model.hook_dict]
+        with model.hooks([(name, lambda t, hook: None) for name in names_here]):
+            first, second = model(inputs, targets), model(inputs, targets)
+        assert (first.item() != second.item()) == differs, fields
+        model.eval()
+        assert model(inputs, targets).item() == model(inputs, targets).item()
 
 
 @pytest.mark.parametrize("kind", KINDS)
