@@ -1,0 +1,381 @@
+"""`famekit report`: execute every notebook with papermill and publish the results.
+
+For a dataset, the runner
+
+1. makes sure the runs exist (FAME, and SASRec for the overview: :mod:`famekit.workspace`
+   trains them once and caches them);
+2. executes each ``notebooks/NN_*.ipynb`` with papermill, injecting ``DATASET``, ``RUN_DIR``,
+   ``SEED`` and ``QUICK``;
+3. writes ``reports/<dataset>/<notebook>.ipynb`` and ``<notebook>.html`` next to it, and
+   ``reports/index.html``, a landing page linking every report with its status, the run's
+   metrics and the generation time.
+
+Guarantees:
+
+* **Nothing good is lost.** Every file is written to a temporary name and renamed into place,
+  and only after its notebook ran without error; a failing notebook is recorded as failed in the
+  index (with the error), its partial output kept as ``<notebook>.failed.ipynb``, and the
+  previous good report stays. The command then exits non-zero, after running the others.
+* **One writer at a time.** A lock file per dataset folder: a second ``famekit report`` into the
+  same folder is refused with a clear message while the first runs.
+* **Offline HTML, sensible size.** Figures are stored in the notebooks as plotly JSON
+  (``application/vnd.plotly.v1+json``, small); the HTML gets a ``div`` per figure rendered by one
+  shared copy of plotly.js (``reports/assets/plotly.min.js``, from the installed plotly package),
+  referenced relatively: the reports render without network, and 14 reports cost one plotly.js,
+  not fourteen. Widget state that papermill stores in the notebook metadata is dropped (saved
+  widgets cannot run Python; each explorer shows a static view instead).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import json
+import os
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from famekit.checkpoints import atomic_write_bytes, atomic_write_json, atomic_write_text
+from famekit.errors import FamekitError, ParameterError
+
+__all__ = ["NotebookResult", "ReportResult", "ReportBusyError", "generate_reports",
+           "find_notebooks", "notebook_to_html", "write_index", "default_notebooks_dir"]
+
+ASSETS = "assets"
+PLOTLY_JS = "plotly.min.js"
+PLOTLY_MIME = "application/vnd.plotly.v1+json"
+STATUS_FILE = "report.json"
+
+
+class ReportBusyError(FamekitError):
+    """Another ``famekit report`` is writing into the same folder."""
+
+
+@dataclass
+class NotebookResult:
+    name: str
+    status: str  # "ok" or "failed"
+    seconds: float
+    ipynb: str | None = None  # path relative to the reports root
+    html: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class ReportResult:
+    dataset: str
+    out: Path
+    notebooks: list[NotebookResult] = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return all(n.status == "ok" for n in self.notebooks)
+
+
+def default_notebooks_dir() -> Path:
+    """``notebooks/`` of the source checkout famekit runs from, else of the current directory."""
+    here = Path(__file__).resolve().parents[1] / "notebooks"
+    return here if here.is_dir() else Path("notebooks").absolute()
+
+
+def find_notebooks(notebooks_dir) -> list[Path]:
+    """The numbered notebooks (``NN_name.ipynb``) of a folder, in order."""
+    folder = Path(notebooks_dir)
+    found = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+    if not found:
+        raise ParameterError(
+            f"no notebooks named NN_*.ipynb in {folder}. Fix: pass --notebooks pointing at "
+            "famekit's notebooks/ folder"
+        )
+    return found
+
+
+# ------------------------------------------------------------------------------- HTML
+def _plotly_html(figure_json: dict) -> str:
+    """A div + script drawing one figure with the page's shared plotly.js."""
+    div = f"plot-{uuid.uuid4().hex[:12]}"
+    payload = json.dumps(figure_json).replace("</", "<\\/")
+    return (
+        f'<div id="{div}" class="plotly-graph-div" style="width:100%;height:100%;"></div>'
+        f"<script>(function(){{var f={payload};"
+        f"Plotly.newPlot('{div}', f.data || [], f.layout || {{}}, "
+        f"Object.assign({{responsive: true}}, f.config || {{}}));}})();</script>"
+    )
+
+
+def notebook_to_html(nb, plotly_src: str, title: str) -> str:
+    """HTML of an executed notebook whose plotly figures use the shared ``plotly_src`` script."""
+    import copy
+
+    from nbconvert import HTMLExporter
+
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if PLOTLY_MIME in data:
+                figure = data[PLOTLY_MIME]
+                data.clear()
+                data["text/html"] = _plotly_html(dict(figure))
+    exporter = HTMLExporter(template_name="lab")
+    exporter.exclude_input_prompt = True
+    exporter.exclude_output_prompt = True
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
+    script = f'<script src="{plotly_src}" charset="utf-8"></script>'
+    return body.replace("</head>", f"{script}\n</head>", 1)
+
+
+def _strip_widget_state(nb) -> None:
+    nb.metadata.pop("widgets", None)
+
+
+# ------------------------------------------------------------------------------- the run
+@contextlib.contextmanager
+def _lock(folder: Path):
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / ".lock"
+    handle = open(path, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise ReportBusyError(
+            f"another famekit report ({holder}) is writing {folder}. Fix: wait for it to "
+            "finish, or write elsewhere with --out"
+        ) from None
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+def _check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise ParameterError(
+            f"cannot write reports to {out} ({e.strerror}). Fix: pass --out to a writable folder"
+        ) from None
+
+
+def _install_plotly_js(out: Path) -> str:
+    """Copy plotly.js into ``out/assets`` (once per version); return its path under ``out``."""
+    import plotly
+
+    source = Path(plotly.__file__).parent / "package_data" / PLOTLY_JS
+    target = out / ASSETS / PLOTLY_JS
+    if not target.exists() or target.stat().st_size != source.stat().st_size:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(target, source.read_bytes())
+    return f"{ASSETS}/{PLOTLY_JS}"
+
+
+def _run_metrics(run_dirs: dict) -> dict:
+    """Test metrics of each run (from its config.json summary)."""
+    metrics = {}
+    for kind, run_dir in run_dirs.items():
+        if run_dir is None:
+            continue
+        try:
+            config = json.loads((Path(run_dir) / "config.json").read_text())
+        except (OSError, ValueError):
+            continue
+        summary = config.get("summary") or {}
+        test = summary.get("test") or summary.get("test_metrics") or {}
+        metrics[kind] = {"run_dir": str(run_dir), "best_epoch": summary.get("best_epoch"),
+                         **{k: v for k, v in test.items() if isinstance(v, (int, float))}}
+    return metrics
+
+
+def _execute(src: Path, dest: Path, parameters: dict, cwd: Path, timeout: int):
+    """papermill writes ``dest`` as it goes, so a failed run leaves its partial notebook there."""
+    import papermill
+
+    return papermill.execute_notebook(
+        str(src), str(dest), parameters=parameters, kernel_name="python3", progress_bar=False,
+        cwd=str(cwd), execution_timeout=timeout, log_output=False,
+    )
+
+
+def _error_of(exc: BaseException) -> str:
+    ename = getattr(exc, "ename", type(exc).__name__)
+    evalue = getattr(exc, "evalue", str(exc))
+    return f"{ename}: {evalue}".strip()[:2000]
+
+
+def generate_reports(
+    dataset: str = "synthetic",
+    run_dir=None,
+    out="reports",
+    notebooks_dir=None,
+    seed: int = 0,
+    quick: bool = False,
+    timeout: int = 900,
+    progress: bool = True,
+    only=None,
+) -> ReportResult:
+    """Execute the notebooks for ``dataset`` and write ``out/<dataset>/`` + ``out/index.html``.
+
+    ``run_dir``: a trained FAME run to report on (default: the dataset's default run, trained
+    if missing). ``only``: names (or prefixes like ``"03"``) of notebooks to run.
+    """
+    import nbformat
+    from tqdm.auto import tqdm
+
+    from famekit import datasets, workspace
+
+    if dataset not in datasets.names():
+        raise ParameterError(
+            f"unknown dataset {dataset!r}. Fix: use one of {', '.join(datasets.names())}"
+        )
+    out = Path(out).absolute()
+    _check_writable(out)
+    folder = out / dataset
+    notebooks = find_notebooks(notebooks_dir or default_notebooks_dir())
+    if only:
+        notebooks = [p for p in notebooks if any(p.stem.startswith(o) for o in only)]
+        if not notebooks:
+            raise ParameterError(f"no notebook matches {list(only)}. Fix: use names like 03")
+    started = time.perf_counter()
+    result = ReportResult(dataset, out)
+    with _lock(folder):
+        # Runs first (training happens here, with its own progress bars, never in a cell).
+        os.environ.setdefault("FAMEKIT_RUNS", str(workspace.runs_root()))
+        if run_dir is None:
+            run_dir = workspace.ensure_run(dataset, "fame", seed, quick, progress)
+        else:
+            run_dir = Path(run_dir).absolute()
+            if not run_dir.is_dir():
+                raise ParameterError(f"run directory {run_dir} does not exist. Fix: pass --run "
+                                     "with a directory written by famekit train")
+        sasrec_dir = workspace.ensure_run(dataset, "sasrec", seed, quick, progress)
+        result.metrics = _run_metrics({"fame": run_dir, "sasrec": sasrec_dir})
+        plotly_src = "../" + _install_plotly_js(out)
+        parameters = {"DATASET": dataset, "RUN_DIR": str(run_dir), "SEED": seed, "QUICK": quick}
+        for src in tqdm(notebooks, desc=f"report {dataset}", unit="notebook",
+                        disable=not progress):
+            t0 = time.perf_counter()
+            name = src.stem
+            running = folder / f".{name}.running.ipynb"
+            try:
+                nb = _execute(src, running, parameters, src.parent, timeout)
+            except Exception as exc:  # papermill raises on any cell error or timeout
+                if running.exists():
+                    os.replace(running, folder / f"{name}.failed.ipynb")
+                result.notebooks.append(NotebookResult(
+                    name, "failed", time.perf_counter() - t0,
+                    ipynb=_relative(folder / f"{name}.ipynb", out), error=_error_of(exc)))
+                continue
+            running.unlink(missing_ok=True)
+            _strip_widget_state(nb)
+            nb.metadata.setdefault("famekit", {}).update(parameters)
+            html_text = notebook_to_html(nb, plotly_src, f"{dataset} - {name}")
+            atomic_write_text(folder / f"{name}.ipynb", nbformat.writes(nb))
+            atomic_write_text(folder / f"{name}.html", html_text)
+            (folder / f"{name}.failed.ipynb").unlink(missing_ok=True)
+            result.notebooks.append(NotebookResult(
+                name, "ok", time.perf_counter() - t0,
+                ipynb=_relative(folder / f"{name}.ipynb", out),
+                html=_relative(folder / f"{name}.html", out)))
+        result.seconds = time.perf_counter() - started
+        atomic_write_json(folder / STATUS_FILE, {
+            "dataset": dataset,
+            "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "seconds": round(result.seconds, 1),
+            "parameters": parameters,
+            "metrics": result.metrics,
+            "notebooks": [asdict(n) for n in result.notebooks],
+        })
+    write_index(out)
+    return result
+
+
+def _relative(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+# ------------------------------------------------------------------------------- index
+_STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;
+max-width:980px;color:#1f2933;padding:0 1rem}
+h1{font-size:1.6rem} h2{font-size:1.25rem;margin-top:2rem;border-bottom:1px solid #d9e2ec}
+table{border-collapse:collapse;margin:.5rem 0 1rem} td,th{padding:.3rem .7rem;text-align:left;
+border-bottom:1px solid #e4e7eb} th{background:#f5f7fa}
+.ok{color:#1b7f3b;font-weight:600}.failed{color:#b42318;font-weight:600}
+.err{font-family:monospace;font-size:.8rem;color:#b42318;white-space:pre-wrap}
+.muted{color:#7b8794;font-size:.85rem}
+"""
+
+
+def write_index(out) -> Path:
+    """(Re)write ``out/index.html`` from every ``out/<dataset>/report.json``."""
+    out = Path(out)
+    sections = []
+    for status_file in sorted(out.glob(f"*/{STATUS_FILE}")):
+        try:
+            status = json.loads(status_file.read_text())
+        except (OSError, ValueError):
+            continue
+        sections.append(_index_section(status))
+    body = "\n".join(sections) or "<p>No reports yet: run <code>famekit report</code>.</p>"
+    page = (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        "<title>famekit reports</title>"
+        f"<style>{_STYLE}</style></head><body><h1>famekit reports</h1>"
+        "<p class='muted'>Each notebook was executed by <code>famekit report</code> "
+        "(papermill); HTML versions render offline.</p>"
+        f"{body}</body></html>"
+    )
+    atomic_write_text(out / "index.html", page)
+    return out / "index.html"
+
+
+def _index_section(status: dict) -> str:
+    esc = html.escape
+    rows = []
+    for nb in status.get("notebooks", []):
+        links = []
+        if nb.get("html") and nb["status"] == "ok":
+            links.append(f"<a href='{esc(nb['html'])}'>HTML</a>")
+        if nb.get("ipynb") and nb["status"] == "ok":
+            links.append(f"<a href='{esc(nb['ipynb'])}'>notebook</a>")
+        error = f"<div class='err'>{esc(nb['error'])}</div>" if nb.get("error") else ""
+        rows.append(
+            f"<tr><td>{esc(nb['name'])}</td><td class='{esc(nb['status'])}'>{esc(nb['status'])}"
+            f"{error}</td><td>{' · '.join(links)}</td><td>{nb['seconds']:.1f} s</td></tr>"
+        )
+    metric_rows = []
+    names = ["HR@10", "NDCG@10", "HR@20", "NDCG@20", "MRR"]
+    for kind, m in status.get("metrics", {}).items():
+        cells = "".join(
+            f"<td>{m[n]:.4f}</td>" if isinstance(m.get(n), (int, float)) else "<td>-</td>"
+            for n in names)
+        metric_rows.append(f"<tr><td>{esc(kind)}</td>{cells}<td>{m.get('best_epoch')}</td></tr>")
+    header = "".join(f"<th>{n}</th>" for n in names)
+    return (
+        f"<h2>{esc(status.get('dataset', '?'))}</h2>"
+        f"<p class='muted'>generated {esc(status.get('generated_at', '?'))} in "
+        f"{status.get('seconds', 0)} s</p>"
+        "<table><tr><th>notebook</th><th>status</th><th>open</th><th>time</th></tr>"
+        f"{''.join(rows)}</table>"
+        "<table><tr><th>test metrics</th>" + header + "<th>best epoch</th></tr>"
+        f"{''.join(metric_rows)}</table>"
+    )
+
