@@ -39,3 +39,32 @@ def shared_data() -> Path:
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Never let a test read or write the user's real cache (~/.cache/famekit)."""
     monkeypatch.setenv("FAMEKIT_CACHE", str(tmp_path_factory.getbasetemp() / "famekit-cache"))
+
+
+# ------------------------------------------------------------------ dataset mirror (tests/mirror.py)
+@pytest.fixture(scope="session")
+def mirror(tmp_path_factory):
+    """A loopback mirror of the dataset sources, started once per session.
+
+    It serves the shared data folder at the upstream URL paths when FAMEKIT_SHARED_DATA is set,
+    and nothing else otherwise; tests add generated files and faults through ``mirror_env``.
+    """
+    from mirror import Mirror
+
+    shared = _shared_data_dir()
+    server = (Mirror.serving_shared_data(shared, tmp_path_factory.mktemp("mirror"))
+              if shared is not None else Mirror())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def mirror_env(mirror, monkeypatch):
+    """Point FAMEKIT_MIRROR at the session mirror with fast retries; forget faults afterwards."""
+    from famekit.datasets import fetch
+
+    monkeypatch.setenv("FAMEKIT_MIRROR", mirror.base_url)
+    monkeypatch.setattr(fetch, "BACKOFF_S", 0.01)
+    yield mirror
+    mirror.reset()
