@@ -56,7 +56,7 @@ class ModelConfig:
     # dropout forces the unfused kernel (fused attention fwd+bwd ~4.6x slower, measured on the
     # FAME layer at [256, 50]) and in FAME it draws N masks per head.
     attn_dropout: float = 0.0
-    norm_first: bool = False  # pre-LN blocks if True; post-LN (as SASRec) by default
+    norm_first: bool = False  # Choice: post-LN by default, as SASRec; True = pre-LN blocks
     sub_embedding: str = "learned"  # FAME x_v^h = E[v] W_f^h: "learned" W_f, or fixed "slice"
     ffn_mult: int = 4  # point-wise FFN hidden size = ffn_mult * width (d, or d' in FFN')
     layer_norm_eps: float = 1e-8  # LayerNorm epsilon (SASRec's value)
@@ -283,26 +283,31 @@ class FAMELayer(nn.Module):
         p = self.attn_dropout if self.training else 0.0
         if self.hook_expert_pattern.active:
             experts = explicit_attention(  # [B, H, N, n, d']
-                q, k.unsqueeze(2), v.unsqueeze(2), mask.unsqueeze(2), p, self.training,
-                self.hook_expert_pattern,
+                q,  # [B, H, N, n, d']
+                k.unsqueeze(2), v.unsqueeze(2),  # [B, H, 1, n, d']: shared by the N experts
+                mask.unsqueeze(2),  # [B, 1, 1, n, n]
+                p, self.training, self.hook_expert_pattern,
             )
         else:
             # Fold the experts into the query axis: the N queries of a head share its keys
             # and values, so one fused attention call covers all of them.
             q_folded = q.reshape(B, H, N * n, dh)  # [B, H, N*n, d']
-            mask_folded = mask.unsqueeze(2).expand(B, 1, N, n, n).reshape(B, 1, N * n, n)
+            mask_folded = (  # [B, 1, 1, n, n] -> [B, 1, N, n, n] -> [B, 1, N*n, n]
+                mask.unsqueeze(2).expand(B, 1, N, n, n).reshape(B, 1, N * n, n)
+            )
             experts = F.scaled_dot_product_attention(q_folded, k, v, attn_mask=mask_folded,
                                                      dropout_p=p)  # [B, H, N*n, d']
             experts = experts.view(B, H, N, n, dh)  # [B, H, N, n, d']
         experts = experts.permute(0, 3, 1, 2, 4)  # [B, n, H, N, d']
-        router_logits = torch.einsum(  # [B, n, H, N]
-            "bthk,hke->bthe", experts.reshape(B, n, H, N * dh), self.router
+        concatenated = experts.reshape(B, n, H, N * dh)  # [f(1); ...; f(N)] per head
+        router_logits = torch.einsum(  # [B, n, H, N*d'] x [H, N*d', N] -> [B, n, H, N]
+            "bthk,hke->bthe", concatenated, self.router
         )
         router_probs = self.hook_router_probs(router_logits.softmax(dim=-1))  # [B, n, H, N]
         mixed = torch.einsum("bthe,bthed->bthd", router_probs, experts)  # [B, n, H, d']
         # Choice (spec §2): heads are not concatenated and have no output projection; the
         # residual of head h is the h-th d'-slice of x.
-        slices = x.view(B, n, H, dh)  # [B, n, H, d']
+        slices = x.reshape(B, n, H, dh)  # [B, n, d] -> [B, n, H, d']
         if self.norm_first:
             h = slices + self.expert_dropout(mixed)
             h = self.norm_out(h + self.ffn(self.norm_ffn(h)))
@@ -310,9 +315,11 @@ class FAMELayer(nn.Module):
             h = self.norm_attn(slices + self.expert_dropout(mixed))
             h = self.norm_ffn(h + self.ffn(h))
         head_repr = self.hook_head_repr(h)  # [B, n, H, d'] = F^h
-        gate_logits = self.gate(head_repr.reshape(B, n, d))  # [B, n, H]
+        concat_heads = head_repr.reshape(B, n, d)  # [F^1; ...; F^H]: [B, n, H, d'] -> [B, n, d]
+        gate_logits = self.gate(concat_heads)  # [B, n, H]
         gates = self.hook_gate_weights(gate_logits.softmax(dim=-1))  # [B, n, H]
-        return (gates.unsqueeze(-1) * head_repr).reshape(B, n, d)  # [B, n, d]
+        gated = gates.unsqueeze(-1) * head_repr  # [B, n, H, 1] * [B, n, H, d'] -> [B, n, H, d']
+        return gated.reshape(B, n, d)  # [B, n, d] = [g_1 F^1; ...; g_H F^H]
 
 
 # ---------------------------------------------------------------------------------- models
@@ -414,6 +421,10 @@ class SequentialRecommender(HookedRootModule):
     def forward(self, input_ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy over all items at the positions whose target is not 0.
 
+        Which positions predict is the caller's choice, made through ``targets``. Choice (spec
+        §4): the trainer gives every non-padding position its next item (one pass per
+        sequence, "SASRec with CE"); RecBole's prefix augmentation ("last_position") is the
+        same call with only the last column of ``targets`` non-zero.
         Only those rows are scored: select them first, then one [R, d] x [d, V] matmul
         (spec §4: 3-4x faster than scoring every padded position).
         Choice: the padding column is left out of the softmax by scoring items 1..V only and
@@ -459,7 +470,9 @@ class SASRec(SequentialRecommender):
     def __init__(self, cfg: ModelConfig):
         super().__init__(cfg, n_blocks=cfg.n_layers)
         # Pre-LN leaves the residual stream unnormalised: normalise it before scoring.
-        self.final_norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps) if cfg.norm_first else None
+        self.final_norm = (
+            nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps) if cfg.norm_first else None
+        )
         self._finish_init()
 
     def sequence_queries(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -529,4 +542,6 @@ class FAME(SequentialRecommender):
     def item_sub_embeddings(self) -> torch.Tensor:
         """[V+1, H, d']: x_v^h for every item v and head h (row 0 = padding = zeros)."""
         cfg = self.config
-        return self.item_table().reshape(cfg.n_items + 1, cfg.n_heads, cfg.d_head)
+        return self.item_table().reshape(  # [V+1, d] -> [V+1, H, d']
+            cfg.n_items + 1, cfg.n_heads, cfg.d_head
+        )
