@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from famekit.batching import pad_left
-from famekit.errors import UnknownNameError
+from famekit.errors import ParameterError, UnknownNameError
 from famekit.hooks import HookPoint
 from famekit.model import ModelConfig, build_model
 
@@ -105,6 +105,23 @@ def test_opt_in_hooks_are_off_unless_named_or_enabled():
     assert "hook_logits" in cache and "fame.hook_expert_pattern" not in cache
     with pytest.raises(UnknownNameError, match="fame.hook_gates"):
         model.run_with_cache(inputs, names_filter=["fame.hook_gates"])
+
+
+def test_filters_in_fwd_hooks_and_hook_management():
+    model = tiny_model("sasrec")
+    seen = []
+    with model.hooks([(lambda name: name.endswith("resid_post"), lambda t, hook: seen.append(
+            hook.name))]):
+        model.score_last(batch())
+    assert seen == ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
+    model.blocks[0].hook_resid_post.add_hook(lambda t, hook: seen.append("manual"))
+    model.run_with_hooks(batch(), fwd_hooks=[("hook_item_embed", lambda t, hook: None)])
+    assert seen[-1] == "manual"
+    model.remove_all_hooks()
+    model.score_last(batch())
+    assert seen[-1] == "manual" and len(seen) == 3
+    with pytest.raises(ParameterError, match="names_filter"):
+        model.run_with_cache(batch(), names_filter=3)
 
 
 def test_cache_is_detached_and_output_keeps_its_graph():
