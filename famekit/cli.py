@@ -261,8 +261,9 @@ def _cmd_report(args) -> int:
         )
     run = load_run(run_dir, dataset=dataset, device=device)
     progress = not args.no_progress
+    label = {"fame": "FAME", "sasrec": "SASRec"}.get(run.config.kind, run.config.kind)
     rows = {
-        "FAME": evaluate(run.model, dataset, split="test", progress=progress),
+        label: evaluate(run.model, dataset, split="test", progress=progress),
         "Popularity": evaluate(Popularity.fit(dataset), dataset, split="test",
                                progress=progress),
     }

@@ -294,3 +294,18 @@ def test_a_dataset_loaded_from_files_can_be_resumed_by_path(tmp_path):
     assert described["sequences"] == str(path.resolve()) and described["name"] == "mine"
     resumed = train(resume=tmp_path / "run", epochs=2, progress=False, threads=1)
     assert [row["epoch"] for row in resumed.history] == [1, 2]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (bf16 autocast path)")
+def test_training_on_cuda_uses_bf16_autocast_and_saves_cpu_loadable_weights(tmp_path):
+    dataset = tiny_dataset()
+    result = tiny_train(dataset, tmp_path / "run", epochs=2, device="cuda")
+    assert np.isfinite([row["train_loss"] for row in result.history]).all()
+    assert json.loads((tmp_path / "run" / "train_args.json").read_text())["epochs"] == 2
+    run = load_run(tmp_path / "run", dataset=dataset, device="cpu")
+    assert next(run.model.parameters()).device.type == "cpu"
+    # Same best weights scored on CPU: a float-order difference may move a user's rank or two
+    # (each moves a metric by at most 1/90).
+    assert evaluate(run.model, dataset, split="test", progress=False) == pytest.approx(
+        result.test, abs=0.03)
