@@ -5,6 +5,11 @@
     loss = model(input_ids, targets)                 # int64 [B, n] left-padded, 0 = padding
     scores = model.score_last(input_ids)             # [B, V+1], next item after position -1
     scores, cache = model.run_with_cache(input_ids)  # hooks, see famekit.hooks
+    model.item_sub_embeddings()                      # FAME only: [V+1, H, d']
+
+Both models score as ``model.queries(input_ids) @ model.item_table().T``: queries [B, n, d]
+(SASRec: the last hidden state; FAME: [g_1 F^1; ...; g_H F^H]) against the item table
+[V+1, d] (SASRec: E; FAME: [x^1; ...; x^H] = E W_f), so any number of rows costs one matmul.
 
 Notation (shape comments): B batch, n positions, d = d_model, H heads (= facets of FAME's last
 layer), d' = d / H, N experts per head, V items (ids 1..V; 0 = padding), R scored rows.
