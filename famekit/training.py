@@ -390,8 +390,8 @@ def _model_config(n_items: int, kind: str, max_len: int, model_options: dict) ->
         ) from None
 
 
-def _prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
-    """Refuse to clobber an existing run unless ``overwrite``; then remove its files."""
+def _prepare_run_dir(run_dir: Path, overwrite: bool, clear: bool = True) -> None:
+    """Refuse to clobber an existing run unless ``overwrite``; then (``clear``) remove its files."""
     status = run_status(run_dir)
     if status is not None and not overwrite:
         if status == "finished":
@@ -403,7 +403,7 @@ def _prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
             f"{run_dir} holds an unfinished run. Fix: continue it with resume={str(run_dir)!r} "
             f"(--resume {run_dir}) or start over with overwrite=True (--overwrite)"
         )
-    if status is not None:
+    if status is not None and clear:
         for name in RUN_FILES:
             (run_dir / name).unlink(missing_ok=True)
 
@@ -414,7 +414,8 @@ def _train_epoch(model, optimizer, batches: NextItemBatches, epoch_batches, ctx,
     """One pass over the epoch's batches; returns (mean train loss, targets) over all ranks."""
     model.train()
     world, rank = ctx.world_size, ctx.rank
-    loss_sum = torch.zeros((), dtype=torch.float64, device=ctx.device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=ctx.device)  # kept on the device:
+    targets_seen = 0  # no host sync per step
     for step, rows in enumerate(epoch_batches):
         shard = rows[rank::world]  # every rank takes its slice of the same global batch
         inputs, targets = batches.materialise(shard)  # [b, w] each
@@ -435,15 +436,13 @@ def _train_epoch(model, optimizer, batches: NextItemBatches, epoch_batches, ctx,
         objective.backward()
         optimizer.step()
         loss_sum += loss.detach().double() * local_targets
+        targets_seen += local_targets
         if bar is not None:
             bar.update(1)
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{loss.item():.4f}")
-    totals = torch.tensor([0.0, float(sum(int(batches.n_targets[r[rank::world]].sum())
-                                           for r in epoch_batches))],
-                          dtype=torch.float64, device=ctx.device)
-    totals[0] = loss_sum
-    ctx.sum_(totals)
+    seen = torch.tensor(float(targets_seen), dtype=torch.float64, device=ctx.device)
+    totals = ctx.sum_(torch.stack([loss_sum, seen]))  # [2]: summed over ranks
     return float(totals[0] / totals[1]), int(totals[1])
 
 
@@ -562,12 +561,11 @@ def _train(ctx: distributed.DistContext, *, dataset, kind, out_dir, epochs, pati
     config = _model_config(data.n_items, args["kind"], args["max_len"], args["model_options"])
 
     if resume is None:
+        # Every rank checks (so that all raise together); rank 0 alone clears and creates.
+        _prepare_run_dir(run_dir, overwrite, clear=ctx.is_main)
         if ctx.is_main:
-            _prepare_run_dir(run_dir, overwrite)
             run_dir.mkdir(parents=True, exist_ok=True)
-        ctx.barrier()  # no rank may look at the folder while rank 0 clears it
-    if ctx.is_main:
-        atomic_write_json(run_dir / TRAIN_ARGS_FILE, {**args, "world_size": ctx.world_size})
+        ctx.barrier()  # no rank looks at the folder again before rank 0 is done with it
     return _fit(ctx, data, config, args, run_dir, progress, resumed=resume is not None)
 
 
@@ -580,6 +578,7 @@ def _fit(ctx, data: SeqDataset, config: ModelConfig, args: dict, run_dir: Path, 
     stopper = EarlyStopping(patience=args["patience"])
     history: list[dict] = []
     start_epoch = 0
+    # A run interrupted before its first epoch finished has no train state: it starts over.
     if resumed and (run_dir / "train_state.json").is_file():
         state = load_train_state(run_dir, optimizer)
         extra = state["extra_state"]
@@ -588,7 +587,13 @@ def _fit(ctx, data: SeqDataset, config: ModelConfig, args: dict, run_dir: Path, 
         start_epoch = int(state["epoch"])
         stopper = EarlyStopping.from_dict(extra["early_stopping"], args["patience"])
         history = list(extra["history"])
-    # (A run interrupted before its first epoch finished has no state: it starts over.)
+        if args["epochs"] < start_epoch:
+            raise ParameterError(
+                f"{run_dir} has already trained {start_epoch} epochs, more than epochs="
+                f"{args['epochs']}. Fix: pass epochs >= {start_epoch} (--epochs) to continue it"
+            )
+    if ctx.is_main:  # after the checks above: a refused resume leaves the run as it was
+        atomic_write_json(run_dir / TRAIN_ARGS_FILE, {**args, "world_size": ctx.world_size})
 
     dataset_summary = {"dataset_name": args["dataset"]["name"],
                        "dataset_fingerprint": data.fingerprint}

@@ -278,6 +278,10 @@ def test_resume_rejects_missing_runs_changed_arguments_and_other_data(tmp_path):
         train(tiny_dataset(seed=9), resume=tmp_path / "run", epochs=2, progress=False)
     with pytest.raises(CheckpointError, match="in-memory dataset"):
         train(resume=tmp_path / "run", epochs=2, progress=False)
+    tiny_train(dataset, tmp_path / "two", epochs=2)
+    with pytest.raises(ParameterError, match="already trained 2 epochs"):
+        train(dataset, resume=tmp_path / "two", epochs=1, progress=False)
+    assert json.loads((tmp_path / "two" / "train_args.json").read_text())["epochs"] == 2
 
 
 def test_a_dataset_loaded_from_files_can_be_resumed_by_path(tmp_path):
