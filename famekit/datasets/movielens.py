@@ -162,7 +162,7 @@ def sequences_from_ratings(users: np.ndarray, items: np.ndarray, timestamps: np.
     fit, the two keys are packed into one int64 and sorted once (about twice as fast as
     ``np.lexsort`` on 20M rows); otherwise ``np.lexsort`` (also stable) does it.
     """
-    users = np.asarray(users, dtype=np.int64)
+    users = np.asarray(users)
     timestamps = np.asarray(timestamps, dtype=np.int64)
     if len(users) == 0:
         return (np.zeros(0, dtype=np.int32), np.zeros(1, dtype=np.int64),
@@ -170,15 +170,22 @@ def sequences_from_ratings(users: np.ndarray, items: np.ndarray, timestamps: np.
     t_min, t_span = int(timestamps.min()), int(timestamps.max()) - int(timestamps.min()) + 1
     u_min, u_span = int(users.min()), int(users.max()) - int(users.min()) + 1
     if u_span * t_span < 2**62:
-        key = (users - u_min) * t_span + (timestamps - t_min)
+        # Built in place: one int64 array of temporary memory, not three.
+        key = users.astype(np.int64)
+        key -= u_min
+        key *= t_span
+        key += timestamps
+        key -= t_min
         order = np.argsort(key, kind="stable")
         del key
     else:
         order = np.lexsort((timestamps, users))  # the last key is the primary key
     sorted_users = users[order]
-    starts = np.flatnonzero(np.diff(sorted_users)) + 1  # [n_users - 1] first row of each user
+    # [n_users - 1] first row of every user but the first (a bool mask, not an int64 diff)
+    starts = np.flatnonzero(sorted_users[1:] != sorted_users[:-1]) + 1
     offsets = np.concatenate(([0], starts, [len(sorted_users)])).astype(np.int64)
-    user_ids = sorted_users[offsets[:-1]]
+    user_ids = sorted_users[offsets[:-1]].astype(np.int64)
+    del sorted_users
     return np.ascontiguousarray(items[order], dtype=np.int32), offsets, user_ids
 
 
@@ -206,12 +213,12 @@ def _dense_items(movie_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     A lookup table over 0..max id (MovieLens ids stay below ~200k) instead of ``np.unique``,
     which would sort all 20M ratings of ML-20M once more.
     """
-    movie_ids = np.asarray(movie_ids, dtype=np.int64)
+    movie_ids = np.asarray(movie_ids)
     if len(movie_ids) and movie_ids.min() >= 0 and movie_ids.max() < 50_000_000:
         present = np.zeros(int(movie_ids.max()) + 1, dtype=bool)
         present[movie_ids] = True
-        rank = np.cumsum(present, dtype=np.int64)  # rank[m] = 1-based rank of movie m
-        return rank[movie_ids].astype(np.int32), np.flatnonzero(present)
+        rank = np.cumsum(present, dtype=np.int32)  # rank[m] = 1-based rank of movie m
+        return rank[movie_ids], np.flatnonzero(present)
     distinct, inverse = np.unique(movie_ids, return_inverse=True)
     return (inverse + 1).astype(np.int32), distinct
 
