@@ -328,25 +328,6 @@ class EarlyStopping:
 
 
 # ------------------------------------------------------------------------------- arguments
-def _run_arguments(dataset_described: dict, kind: str, epochs: int, patience: int,
-                   batch_size: int, lr: float, seed: int, max_len: int, eval_every: int,
-                   eval_batch_size: int, model_options: dict) -> dict:
-    return {
-        "famekit_version": famekit.__version__,
-        "dataset": dataset_described,
-        "kind": kind,
-        "epochs": epochs,
-        "patience": patience,
-        "batch_size": batch_size,
-        "lr": lr,
-        "seed": seed,
-        "max_len": max_len,
-        "eval_every": eval_every,
-        "eval_batch_size": eval_batch_size,
-        "model_options": dict(model_options),
-    }
-
-
 def _merge_resume_arguments(saved: dict, requested: dict, run_dir: Path) -> dict:
     """The saved arguments, with ``epochs``/``patience`` taken from the call when given.
 
@@ -496,70 +477,24 @@ def train(
     """
     ctx = distributed.setup(device)
     try:
-        return _train(ctx, dataset=dataset, kind=kind, out_dir=out_dir, epochs=epochs,
-                      patience=patience, batch_size=batch_size, lr=lr, seed=seed,
-                      max_len=max_len, eval_every=eval_every, progress=progress, resume=resume,
-                      overwrite=overwrite, threads=threads, eval_batch_size=eval_batch_size,
-                      dataset_options=dataset_options, model_options=model_options)
+        return _train(ctx, dataset=dataset, out_dir=out_dir, progress=progress, resume=resume,
+                      overwrite=overwrite, threads=threads, dataset_options=dataset_options,
+                      kind=kind, epochs=epochs, patience=patience, batch_size=batch_size, lr=lr,
+                      seed=seed, max_len=max_len, eval_every=eval_every,
+                      eval_batch_size=eval_batch_size, model_options=model_options)
     finally:
         distributed.teardown(ctx)
 
 
-def _train(ctx: distributed.DistContext, *, dataset, kind, out_dir, epochs, patience,
-           batch_size, lr, seed, max_len, eval_every, progress, resume, overwrite, threads,
-           eval_batch_size, dataset_options, model_options) -> TrainResult:
+def _train(ctx: distributed.DistContext, *, dataset, out_dir, progress, resume, overwrite,
+           threads, dataset_options, **requested) -> TrainResult:
     _set_threads(threads, ctx)
-    requested = {"kind": kind, "epochs": epochs, "patience": patience, "batch_size": batch_size,
-                 "lr": lr, "seed": seed, "max_len": max_len, "eval_every": eval_every,
-                 "eval_batch_size": eval_batch_size, "model_options": model_options}
     if resume is not None:
-        run_dir = Path(resume)
-        if out_dir is not None and Path(out_dir).resolve() != run_dir.resolve():
-            raise ParameterError(
-                f"out_dir={str(out_dir)!r} and resume={str(resume)!r} differ. Fix: a resumed "
-                "run stays in its own directory; pass only resume"
-            )
-        if not (run_dir / TRAIN_ARGS_FILE).is_file():
-            what = "does not exist" if not run_dir.exists() else f"has no {TRAIN_ARGS_FILE}"
-            raise CheckpointError(
-                f"cannot resume {run_dir}: it {what}. Fix: pass the directory of a run started "
-                "by famekit train (it holds train_args.json)"
-            )
-        args = _merge_resume_arguments(_read_json(run_dir / TRAIN_ARGS_FILE), requested, run_dir)
-        saved_name = args["dataset"].get("name")
-        if isinstance(dataset, str) and dataset not in ("synthetic", saved_name):
-            raise ParameterError(
-                f"cannot change the dataset when resuming {run_dir} (saved {saved_name!r}, "
-                f"asked {dataset!r}). Fix: leave the dataset out, or start a new run"
-            )
-        if isinstance(dataset, SeqDataset):
-            data = dataset
-            _check_fingerprint(data, args["dataset"])
-        else:
-            data = load_dataset_of(args["dataset"])
+        run_dir, args, data = _resumed_run(Path(resume), out_dir, dataset, requested)
     else:
-        args = None
-    # Validate every argument before touching the disk.
-    if args is None:
-        if kind not in ("fame", "sasrec"):
-            raise ParameterError(f"kind must be 'fame' or 'sasrec', got {kind!r}. "
-                                 "Fix: pass kind='fame' (--model fame) or 'sasrec'")
-        epochs = _check_int("epochs", DEFAULT_EPOCHS if epochs is None else epochs, 1)
-        patience = _check_int("patience", DEFAULT_PATIENCE if patience is None else patience, 1)
-        data, described = _resolve_dataset(dataset, dataset_options)
-        args = _run_arguments(
-            described, kind, epochs, patience, _check_int("batch_size", batch_size, 1),
-            _check_lr(lr), _check_int("seed", seed, 0), _check_int("max_len", max_len, 1),
-            _check_int("eval_every", eval_every, 1),
-            _check_int("eval_batch_size", eval_batch_size, 1), model_options,
-        )
-        run_dir = Path(out_dir) if out_dir is not None else default_run_dir(
-            described["name"], kind, args["seed"])
-    else:
-        _check_int("epochs", args["epochs"], 1)
-        _check_int("patience", args["patience"], 1)
+        run_dir, args, data = _new_run(out_dir, dataset, dataset_options, requested)
+    # Every argument is valid (the config checks the model options) before the disk is touched.
     config = _model_config(data.n_items, args["kind"], args["max_len"], args["model_options"])
-
     if resume is None:
         # Every rank checks (so that all raise together); rank 0 alone clears and creates.
         _prepare_run_dir(run_dir, overwrite, clear=ctx.is_main)
@@ -569,34 +504,87 @@ def _train(ctx: distributed.DistContext, *, dataset, kind, out_dir, epochs, pati
     return _fit(ctx, data, config, args, run_dir, progress, resumed=resume is not None)
 
 
+def _new_run(out_dir, dataset, dataset_options, requested: dict) -> tuple[Path, dict, SeqDataset]:
+    """(run directory, checked arguments, dataset) of a fresh run."""
+    kind = requested["kind"]
+    if kind not in ("fame", "sasrec"):
+        raise ParameterError(f"kind must be 'fame' or 'sasrec', got {kind!r}. "
+                             "Fix: pass kind='fame' (--model fame) or 'sasrec'")
+    epochs, patience = requested["epochs"], requested["patience"]
+    checked = {
+        "epochs": _check_int("epochs", DEFAULT_EPOCHS if epochs is None else epochs, 1),
+        "patience": _check_int("patience", DEFAULT_PATIENCE if patience is None else patience, 1),
+        "batch_size": _check_int("batch_size", requested["batch_size"], 1),
+        "lr": _check_lr(requested["lr"]),
+        "seed": _check_int("seed", requested["seed"], 0),
+        "max_len": _check_int("max_len", requested["max_len"], 1),
+        "eval_every": _check_int("eval_every", requested["eval_every"], 1),
+        "eval_batch_size": _check_int("eval_batch_size", requested["eval_batch_size"], 1),
+    }
+    data, described = _resolve_dataset(dataset, dataset_options)
+    args = {"famekit_version": famekit.__version__, "dataset": described, "kind": kind,
+            **checked, "model_options": dict(requested["model_options"])}
+    run_dir = (Path(out_dir) if out_dir is not None
+               else default_run_dir(described["name"], kind, checked["seed"]))
+    return run_dir, args, data
+
+
+def _resumed_run(run_dir: Path, out_dir, dataset, requested: dict
+                 ) -> tuple[Path, dict, SeqDataset]:
+    """(run directory, saved arguments with the allowed changes, dataset) of a resumed run."""
+    if out_dir is not None and Path(out_dir).resolve() != run_dir.resolve():
+        raise ParameterError(
+            f"out_dir={str(out_dir)!r} and resume={str(run_dir)!r} differ. Fix: a resumed "
+            "run stays in its own directory; pass only resume"
+        )
+    if not (run_dir / TRAIN_ARGS_FILE).is_file():
+        what = "does not exist" if not run_dir.exists() else f"has no {TRAIN_ARGS_FILE}"
+        raise CheckpointError(
+            f"cannot resume {run_dir}: it {what}. Fix: pass the directory of a run started "
+            "by famekit train (it holds train_args.json)"
+        )
+    args = _merge_resume_arguments(_read_json(run_dir / TRAIN_ARGS_FILE), requested, run_dir)
+    _check_int("epochs", args["epochs"], 1)
+    _check_int("patience", args["patience"], 1)
+    saved_name = args["dataset"].get("name")
+    if isinstance(dataset, SeqDataset):
+        _check_fingerprint(dataset, args["dataset"])
+        return run_dir, args, dataset
+    if dataset not in ("synthetic", saved_name):  # "synthetic" is the default: not asked for
+        raise ParameterError(
+            f"cannot change the dataset when resuming {run_dir} (saved {saved_name!r}, "
+            f"asked {dataset!r}). Fix: leave the dataset out, or start a new run"
+        )
+    return run_dir, args, load_dataset_of(args["dataset"])
+
+
 def _fit(ctx, data: SeqDataset, config: ModelConfig, args: dict, run_dir: Path, progress: bool,
          resumed: bool) -> TrainResult:
+    """Build (or restore) the model and optimizer, run the epochs, evaluate the best on test."""
     seed = args["seed"]
     torch.manual_seed(seed)  # initial weights (identical on every rank; DDP broadcasts rank 0's)
     model = build_model(config).to(ctx.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args["lr"])
     stopper = EarlyStopping(patience=args["patience"])
     history: list[dict] = []
-    start_epoch = 0
+    epoch = 0
     # A run interrupted before its first epoch finished has no train state: it starts over.
     if resumed and (run_dir / "train_state.json").is_file():
         state = load_train_state(run_dir, optimizer)
         extra = state["extra_state"]
         _load_weights(model, extra["model"], run_dir)
         restore_rng_state(state["rng"])
-        start_epoch = int(state["epoch"])
+        epoch = int(state["epoch"])
         stopper = EarlyStopping.from_dict(extra["early_stopping"], args["patience"])
         history = list(extra["history"])
-        if args["epochs"] < start_epoch:
+        if args["epochs"] < epoch:
             raise ParameterError(
-                f"{run_dir} has already trained {start_epoch} epochs, more than epochs="
-                f"{args['epochs']}. Fix: pass epochs >= {start_epoch} (--epochs) to continue it"
+                f"{run_dir} has already trained {epoch} epochs, more than epochs="
+                f"{args['epochs']}. Fix: pass epochs >= {epoch} (--epochs) to continue it"
             )
     if ctx.is_main:  # after the checks above: a refused resume leaves the run as it was
         atomic_write_json(run_dir / TRAIN_ARGS_FILE, {**args, "world_size": ctx.world_size})
 
-    dataset_summary = {"dataset_name": args["dataset"]["name"],
-                       "dataset_fingerprint": data.fingerprint}
     batches = NextItemBatches(data.split().train_sequences(), args["max_len"], args["batch_size"])
     if len(batches) < ctx.world_size:
         raise ParameterError(
@@ -615,46 +603,27 @@ def _fit(ctx, data: SeqDataset, config: ModelConfig, args: dict, run_dir: Path, 
         return torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else nullcontext()
 
     show = progress and ctx.is_main
-    epoch_bar = tqdm(total=args["epochs"], initial=start_epoch, desc=f"train {config.kind}",
+    epoch_bar = tqdm(total=args["epochs"], initial=epoch, desc=f"train {config.kind}",
                      unit="epoch", disable=not show)
-    epoch = start_epoch
     try:
         while epoch < args["epochs"] and not stopper.stopped:
             epoch += 1
             started = time.perf_counter()
             _seed_torch_for_epoch(seed, epoch, ctx.rank)
             epoch_batches = batches.epoch(_epoch_rng(seed, epoch), min_rows=ctx.world_size)
-            batch_bar = (tqdm(total=len(epoch_batches), desc=f"epoch {epoch}", unit="batch",
-                              leave=False) if show else None)
-            try:
+            with tqdm(total=len(epoch_batches), desc=f"epoch {epoch}", unit="batch",
+                      leave=False, disable=not show) as batch_bar:
                 train_loss, _ = _train_epoch(train_model, optimizer, batches, epoch_batches, ctx,
-                                             autocast, batch_bar)
-            finally:
-                if batch_bar is not None:
-                    batch_bar.close()
-            train_seconds = time.perf_counter() - started
-            row: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss}
+                                             autocast, batch_bar if show else None)
             if not math.isfinite(train_loss):
                 raise ParameterError(
                     f"training diverged at epoch {epoch} (loss {train_loss}). Fix: lower lr "
                     f"(now {args['lr']}) or raise dropout"
                 )
-            evaluate_now = epoch % args["eval_every"] == 0 or epoch == args["epochs"]
-            decision = torch.zeros(1, device=ctx.device)
-            if evaluate_now and ctx.is_main:
-                valid = evaluate(model, data, split="valid", batch_size=args["eval_batch_size"],
-                                 progress=False)
-                row.update({f"valid_{m}": float(valid[m]) for m in METRIC_NAMES})
-                if stopper.update(epoch, {m: float(valid[m]) for m in METRIC_NAMES}):
-                    save_model(run_dir, model, **dataset_summary,
-                               summary=_summary(args, stopper, epoch, status="running"))
-                decision[0] = float(stopper.stopped)
-                epoch_bar.set_postfix(loss=f"{train_loss:.4f}",
-                                      ndcg10=f"{valid[SELECTION_METRIC]:.4f}",
-                                      best=f"{stopper.best_score:.4f}@{stopper.best_epoch}")
-            # Rank 0 alone evaluates; everybody follows its early-stopping decision.
-            stopper.stopped = bool(ctx.broadcast_(decision)[0].item())
-            row["train_seconds"] = train_seconds
+            row: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss,
+                                   "train_seconds": time.perf_counter() - started}
+            if epoch % args["eval_every"] == 0 or epoch == args["epochs"]:
+                _validate(ctx, model, data, args, run_dir, stopper, epoch, row, epoch_bar)
             row["seconds"] = time.perf_counter() - started
             history.append(row)
             if ctx.is_main:
@@ -672,20 +641,49 @@ def _fit(ctx, data: SeqDataset, config: ModelConfig, args: dict, run_dir: Path, 
                          best_valid=dict(stopper.best_valid), test={}, history=history,
                          stopped_early=stopper.stopped)
     if ctx.is_main:
-        best = load_run(run_dir, dataset=data, device=ctx.device)
-        test = evaluate(best.model, data, split="test", batch_size=args["eval_batch_size"],
-                        progress=progress)
-        result.test = {m: float(test[m]) for m in METRIC_NAMES}
-        result.test["users"] = int(test["users"])
-        summary = _summary(args, stopper, epoch, status="finished", test=result.test)
-        save_model(run_dir, best.model, **dataset_summary, summary=summary)
-        _write_metrics(run_dir, "finished", history, summary)
+        result.test = _finish(ctx, data, args, run_dir, stopper, epoch, history, progress)
     ctx.barrier()
     return result
 
 
+def _validate(ctx, model, data: SeqDataset, args: dict, run_dir: Path, stopper: EarlyStopping,
+              epoch: int, row: dict, epoch_bar) -> None:
+    """Rank 0 evaluates on "valid" and saves a new best; every rank follows its stop decision."""
+    stop = torch.zeros(1, device=ctx.device)
+    if ctx.is_main:
+        valid = evaluate(model, data, split="valid", batch_size=args["eval_batch_size"],
+                         progress=False)
+        valid = {m: float(valid[m]) for m in METRIC_NAMES}
+        row.update({f"valid_{m}": value for m, value in valid.items()})
+        if stopper.update(epoch, valid):
+            save_model(run_dir, model, dataset_name=args["dataset"]["name"],
+                       dataset_fingerprint=data.fingerprint,
+                       summary=_summary(args, stopper, epoch, status="running"))
+        stop[0] = float(stopper.stopped)
+        epoch_bar.set_postfix(loss=f"{row['train_loss']:.4f}",
+                              ndcg10=f"{valid[SELECTION_METRIC]:.4f}",
+                              best=f"{stopper.best_score:.4f}@{stopper.best_epoch}")
+    stopper.stopped = bool(ctx.broadcast_(stop)[0].item())
+
+
+def _finish(ctx, data: SeqDataset, args: dict, run_dir: Path, stopper: EarlyStopping,
+            epoch: int, history: list[dict], progress: bool) -> dict:
+    """Reload the best weights, evaluate them on "test", record the result (rank 0 only)."""
+    best = load_run(run_dir, dataset=data, device=ctx.device)
+    metrics = evaluate(best.model, data, split="test", batch_size=args["eval_batch_size"],
+                       progress=progress)
+    test = {m: float(metrics[m]) for m in METRIC_NAMES}
+    test["users"] = int(metrics["users"])
+    summary = _summary(args, stopper, epoch, status="finished", test=test)
+    save_model(run_dir, best.model, dataset_name=args["dataset"]["name"],
+               dataset_fingerprint=data.fingerprint, summary=summary)
+    _write_metrics(run_dir, "finished", history, summary)
+    return test
+
+
 def _summary(args: dict, stopper: EarlyStopping, epoch: int, status: str,
              test: dict | None = None) -> dict:
+    """The training summary stored in config.json and metrics.json."""
     return {
         "status": status,
         "kind": args["kind"],
