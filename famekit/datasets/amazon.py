@@ -215,7 +215,8 @@ def _load(name: str, builder, cache_dir, options: dict[str, Any]) -> SeqDataset:
 
 
 # ---------------------------------------------------------------------------------- helpers
-def _read_s3_sequences(name: str, path: Path) -> tuple[np.ndarray, list[np.ndarray], int]:
+def _read_s3_sequences(path: Path) -> tuple[np.ndarray, list[np.ndarray], int]:
+    """(user ids, per-user item arrays, number of items) of an S3-Rec sequence file."""
     users, sequences = read_sequences(path)
     n_items = max(int(s.max()) for s in sequences)
     return users, sequences, n_items
@@ -345,7 +346,7 @@ def _split_paths(categories: list[str], is_root) -> list[list[str]]:
 
 def _build_beauty(paths: dict[str, Path]) -> SeqDataset:
     seq_path = paths["Beauty.txt"]
-    users, sequences, n_items = _read_s3_sequences("beauty", seq_path)
+    users, sequences, n_items = _read_s3_sequences(seq_path)
     datamaps = read_json(paths["datamaps.json"])
     lists = _item_attributes(paths["Beauty_item2attributes.json"], n_items)
     names = beauty_attribute_names(datamaps, lists, paths["datamaps.json"])
@@ -474,7 +475,7 @@ def sports_attribute_names(datamaps: dict, lists: list[list[int]], path: Path
 
 def _build_sports(paths: dict[str, Path]) -> SeqDataset:
     seq_path = paths["Sports_and_Outdoors.txt"]
-    users, sequences, n_items = _read_s3_sequences("sports", seq_path)
+    users, sequences, n_items = _read_s3_sequences(seq_path)
     datamaps = read_json(paths["datamaps.json"])
     lists = _item_attributes(paths["Sports_and_Outdoors_item2attributes.json"], n_items)
     names, roots, shared_roots = sports_attribute_names(datamaps, lists, paths["datamaps.json"])
@@ -561,7 +562,7 @@ def _refine(sequences: list[np.ndarray], colour: dict[int, int]) -> dict[int, in
 
 def _build_toys(paths: dict[str, Path]) -> SeqDataset:
     seq_path = paths["Toys_and_Games.txt"]
-    users, sequences, n_items = _read_s3_sequences("toys", seq_path)
+    users, sequences, n_items = _read_s3_sequences(seq_path)
     lists = _item_attributes(paths["Toys_and_Games_item2attributes.json"], n_items)
     _, p5_sequences = read_sequences(paths["p5_sequential.txt"])
     mapping = match_numberings(sequences, p5_sequences)
