@@ -38,6 +38,7 @@ __all__ = ["FAME", "FAMELayer", "ModelConfig", "SASRec", "SequentialRecommender"
 
 MODEL_KINDS = ("fame", "sasrec")
 SUB_EMBEDDINGS = ("learned", "slice")
+FUSED_SCALES = ("heads", "none")
 
 
 # ---------------------------------------------------------------------------------- config
@@ -63,6 +64,13 @@ class ModelConfig:
     attn_dropout: float = 0.0
     norm_first: bool = False  # Choice: post-LN by default, as SASRec; True = pre-LN blocks
     sub_embedding: str = "learned"  # FAME x_v^h = E[v] W_f^h: "learned" W_f, or fixed "slice"
+    # FAME's fused score P(v) = s * sum_h g_h P^h(v). Choice: s = H ("heads") by default. The
+    # gate starts near uniform (g_h ~ 1/H), which makes the spec's plain sum ("none", s = 1)
+    # start at 1/H of the scale of a d-dim dot product (SASRec's): a long plateau at the
+    # popularity level before learning takes off. A constant factor changes no ranking and
+    # no gate; measured on the synthetic world (batch 64, lr 2e-3): valid NDCG@10 0.092 after
+    # 5 epochs with "heads" vs 0.041 with "none" (0.088 only after 12).
+    fused_scale: str = "heads"
     ffn_mult: int = 4  # point-wise FFN hidden size = ffn_mult * width (d, or d' in FFN')
     layer_norm_eps: float = 1e-8  # LayerNorm epsilon (SASRec's value)
     init_std: float = 0.02  # std of the normal init of embeddings and projections
@@ -85,6 +93,8 @@ class ModelConfig:
             self._reject("kind", " or ".join(repr(k) for k in MODEL_KINDS))
         if self.sub_embedding not in SUB_EMBEDDINGS:
             self._reject("sub_embedding", " or ".join(repr(k) for k in SUB_EMBEDDINGS))
+        if self.fused_scale not in FUSED_SCALES:
+            self._reject("fused_scale", " or ".join(repr(k) for k in FUSED_SCALES))
         if not 0.0 <= self.dropout < 1.0:
             self._reject("dropout", "in [0, 1), e.g. 0.2")
         if not 0.0 <= self.attn_dropout < 1.0:
@@ -273,6 +283,8 @@ class FAMELayer(nn.Module):
         self.norm_ffn = nn.LayerNorm(dh, eps=cfg.layer_norm_eps)
         self.norm_out = nn.LayerNorm(dh, eps=cfg.layer_norm_eps) if cfg.norm_first else None
         self.gate = nn.Linear(d, H)  # W_g, b_g over [F^1; ...; F^H]
+        # s in P(v) = s * sum_h g_h P^h(v): H or 1 (ModelConfig.fused_scale); a plain float
+        self.fused_scale = float(H) if cfg.fused_scale == "heads" else 1.0
         self.hook_expert_pattern = HookPoint("[batch, head, expert, q_pos, k_pos]", opt_in=True)
         self.hook_router_probs = HookPoint("[batch, pos, head, expert]")
         self.hook_head_repr = HookPoint("[batch, pos, head, d']")
@@ -324,7 +336,8 @@ class FAMELayer(nn.Module):
         gate_logits = self.gate(concat_heads)  # [B, n, H]
         gates = self.hook_gate_weights(gate_logits.softmax(dim=-1))  # [B, n, H]
         gated = gates.unsqueeze(-1) * head_repr  # [B, n, H, 1] * [B, n, H, d'] -> [B, n, H, d']
-        return gated.reshape(B, n, d)  # [B, n, d] = [g_1 F^1; ...; g_H F^H]
+        # s [g_1 F^1; ...; g_H F^H]: the fused score is s * sum_h g_h P^h (see fused_scale)
+        return gated.reshape(B, n, d) * self.fused_scale  # [B, n, d]
 
 
 # ---------------------------------------------------------------------------------- models
@@ -543,6 +556,11 @@ class FAME(SequentialRecommender):
     def _apply(self, fn, *args, **kwargs):  # .to(), .cuda(), .half(): drop the cached table
         self._table_cache = None
         return super()._apply(fn, *args, **kwargs)
+
+    @property
+    def fused_scale(self) -> float:
+        """s in the fused score P(v) = s * sum_h g_h P^h(v) (``ModelConfig.fused_scale``)."""
+        return self.fame.fused_scale
 
     def item_sub_embeddings(self) -> torch.Tensor:
         """[V+1, H, d']: x_v^h for every item v and head h (row 0 = padding = zeros)."""

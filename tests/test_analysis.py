@@ -151,7 +151,8 @@ def test_keeping_one_head_equals_that_heads_own_scores(fame, world):
         others = [x for x in range(4) if x != h]
         with fame.hooks([(GATES, remove_heads_hook(others, 4))]), torch.no_grad():
             alone = fame.score_last(ids)
-        assert torch.allclose(alone, torch.from_numpy(per_head[:, :, h]), atol=1e-4)
+        expected = fame.fused_scale * torch.from_numpy(per_head[:, :, h])
+        assert torch.allclose(alone, expected, atol=1e-4)
 
 
 def test_anatomy_contributions_add_up_to_the_model_score(fame, world):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pytest
 import torch
 
@@ -163,6 +164,7 @@ def test_a_hook_can_edit_an_activation():
         plain, cache = model.run_with_cache(inputs)
         edited = model.run_with_hooks(inputs, fwd_hooks=[("fame.hook_gate_weights", only_head_2)])
         head_2 = cache["fame.hook_head_repr"][:, -1, 2] @ model.item_sub_embeddings()[:, 2].T
+        head_2 = head_2 * model.fused_scale
         assert not torch.allclose(edited, plain)
         torch.testing.assert_close(edited, head_2)
         torch.testing.assert_close(model.score_last(inputs), plain)  # the edit is gone
@@ -204,7 +206,8 @@ def test_fused_scores_are_reproducible_from_the_cache():
     head_repr = cache["fame.hook_head_repr"][:, -1]  # [B, H, d']
     gates = cache["fame.hook_gate_weights"][:, -1]  # [B, H]
     per_head = torch.einsum("bhd,vhd->bhv", head_repr, sub)  # [B, H, V+1]: P^h(v)
-    fused = (gates.unsqueeze(-1) * per_head).sum(1)  # [B, V+1]
+    fused = model.fused_scale * (gates.unsqueeze(-1) * per_head).sum(1)  # [B, V+1]
+    assert model.fused_scale == H  # the default ModelConfig.fused_scale="heads"
     torch.testing.assert_close(fused, scores, rtol=1e-5, atol=1e-6)
     # The gate really depends on the sequence (it is not a constant mixture).
     assert not torch.allclose(gates[0], gates[1])
@@ -249,3 +252,13 @@ def test_explicit_path_trains_like_the_fused_path(kind):
             model(inputs, targets).backward()
         grads.append(model.item_embed.weight.grad)
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)
+
+
+def test_fused_scale_none_is_the_plain_gated_sum():
+    plain = tiny_model("fame", seed=3)
+    unscaled = build_model(dataclasses.replace(plain.config, fused_scale="none")).eval()
+    unscaled.load_state_dict(plain.state_dict())
+    inputs = batch()
+    with torch.no_grad():
+        torch.testing.assert_close(plain.score_last(inputs), H * unscaled.score_last(inputs))
+    assert unscaled.fused_scale == 1.0

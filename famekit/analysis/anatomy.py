@@ -2,7 +2,9 @@
 every fused score decomposed into gate x head-score contributions.
 
 For the user's state at the last input position, FAME's fused score of item v is
-``P(v) = sum_h g_h * P^h(v)`` with ``P^h(v) = F^h . x_v^h``. This module recomputes those terms
+``P(v) = s * sum_h g_h * P^h(v)`` with ``P^h(v) = F^h . x_v^h`` and the constant
+``s = model.fused_scale`` (see ``ModelConfig.fused_scale``); head h contributes
+``s * g_h * P^h(v)``. This module recomputes those terms
 from the cached head representations, gates and item sub-embeddings; tests pin that the sum
 equals ``model.score_last``.
 """
@@ -31,7 +33,7 @@ class Anatomy:
         user: dataset row of the user.
         history: DataFrame of the user's input items (position, item, metadata).
         gates: float [H], gate weights at the last position.
-        fused: DataFrame of the fused top-k: rank, item, score, ``contrib h`` (g_h P^h(v)) for
+        fused: DataFrame of the fused top-k: rank, item, score, ``contrib h`` (s g_h P^h(v)) for
             every head, metadata columns.
         per_head: {head: DataFrame of that head's own top-k by P^h: rank, item, head_score,
             metadata}.
@@ -88,7 +90,7 @@ def recommendation_anatomy(
     finally:
         model.train(was_training)
     gates, scores = gates[0], scores[0]  # [H], [V+1, H]
-    contrib = scores * gates[None, :]  # [V+1, H]
+    contrib = model.fused_scale * scores * gates[None, :]  # [V+1, H]
     fused = contrib.sum(axis=1)  # [V+1]
     blocked = np.zeros(len(fused), dtype=bool)
     blocked[0] = True
