@@ -183,38 +183,14 @@ def _cmd_train(args) -> int:
     return 0
 
 
-def _dataset_of_run(run_dir: Path):
-    """The dataset a run was trained on, from its train_args.json or config.json."""
-    from famekit import datasets
-    from famekit.errors import CheckpointError
-    from famekit.training import TRAIN_ARGS_FILE, load_dataset_of
-
-    if not run_dir.is_dir():
-        raise CheckpointError(
-            f"run directory {run_dir} does not exist. Fix: pass a directory written by "
-            "famekit train (e.g. runs/synthetic-fame-seed0)"
-        )
-    if (run_dir / TRAIN_ARGS_FILE).is_file():
-        return load_dataset_of(json.loads((run_dir / TRAIN_ARGS_FILE).read_text("utf-8"))
-                               ["dataset"])
-    config = run_dir / "config.json"
-    if not config.is_file():
-        raise CheckpointError(f"{config} is missing. Fix: pass a run directory written by "
-                              "famekit train")
-    try:
-        name = json.loads(config.read_text("utf-8"))["dataset"]["name"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"{config} names no dataset ({exc}). Fix: train the run again")
-    return datasets.load(name)
-
-
 def _cmd_evaluate(args) -> int:
     from famekit.checkpoints import load_run
     from famekit.distributed import resolve_device
     from famekit.evaluation import evaluate
+    from famekit.training import dataset_of_run
 
     run_dir = Path(args.run_dir)
-    dataset = _dataset_of_run(run_dir)
+    dataset = dataset_of_run(run_dir)
     run = load_run(run_dir, dataset=dataset, device=resolve_device(args.device))
     metrics = evaluate(run.model, dataset, split=args.split, batch_size=args.batch_size,
                        exclude_history=not args.include_history, progress=not args.no_progress)
@@ -239,7 +215,7 @@ def _cmd_report(args) -> int:
     from famekit.checkpoints import atomic_write_json, atomic_write_text, load_run
     from famekit.distributed import resolve_device
     from famekit.evaluation import evaluate
-    from famekit.training import default_run_dir, run_status, train
+    from famekit.training import dataset_of_run, default_run_dir, run_status, train
 
     device = resolve_device(args.device)
     name = args.dataset or "synthetic"
@@ -253,7 +229,7 @@ def _cmd_report(args) -> int:
     else:
         train(name, kind="fame", out_dir=run_dir, epochs=args.epochs, seed=args.seed,
               device=device, progress=not args.no_progress)
-    dataset = _dataset_of_run(run_dir)
+    dataset = dataset_of_run(run_dir)
     if args.dataset and dataset.name != args.dataset:
         raise ParameterError(
             f"run {run_dir} was trained on {dataset.name!r}, not {args.dataset!r}. Fix: drop "

@@ -79,7 +79,9 @@ __all__ = [
     "DEFAULT_PATIENCE",
     "SELECTION_METRIC",
     "TrainResult",
+    "dataset_of_run",
     "default_run_dir",
+    "load_dataset_of",
     "run_status",
     "train",
 ]
@@ -246,6 +248,30 @@ def load_dataset_of(described: dict) -> SeqDataset:
         dataset = datasets_module.load(described["name"], **described.get("options", {}))
     _check_fingerprint(dataset, described)
     return dataset
+
+
+def dataset_of_run(run_dir) -> SeqDataset:
+    """Load the dataset a run directory was trained on (its train_args.json, else config.json)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(
+            f"run directory {run_dir} does not exist. Fix: pass a directory written by "
+            "famekit train (e.g. runs/synthetic-fame-seed0)"
+        )
+    if (run_dir / TRAIN_ARGS_FILE).is_file():
+        described = _read_json(run_dir / TRAIN_ARGS_FILE).get("dataset")
+    else:  # a run saved by save_model alone names its dataset in config.json
+        config = run_dir / "config.json"
+        if not config.is_file():
+            raise CheckpointError(f"{config} is missing. Fix: pass a run directory written by "
+                                  "famekit train")
+        described = _read_json(config).get("dataset")
+    if not isinstance(described, dict) or not described.get("name"):
+        raise CheckpointError(
+            f"{run_dir} does not say which dataset it was trained on. Fix: train it again with "
+            "famekit train"
+        )
+    return load_dataset_of(described)
 
 
 def _check_fingerprint(dataset: SeqDataset, described: dict) -> None:

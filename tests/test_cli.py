@@ -210,3 +210,15 @@ def test_data_info_prints_the_statistics_table(capsys):
     assert int(row[header.index("interactions")]) == dataset.n_interactions
     assert main(["data", "info", "nosuchdata"]) == 2
     assert capsys.readouterr().err.startswith("famekit: error: unknown dataset 'nosuchdata'")
+
+
+def test_a_damaged_run_directory_is_a_one_line_error(finished_run, tmp_path, capsys):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(finished_run, broken)
+    (broken / "train_args.json").write_text("{not json")
+    assert main(["evaluate", str(broken), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("famekit: error: ") and "train_args.json" in err
+    assert len(err.strip().splitlines()) == 1
