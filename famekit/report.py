@@ -41,8 +41,16 @@ from pathlib import Path
 from famekit.checkpoints import atomic_write_bytes, atomic_write_json, atomic_write_text
 from famekit.errors import FamekitError, ParameterError
 
-__all__ = ["NotebookResult", "ReportResult", "ReportBusyError", "generate_reports",
-           "find_notebooks", "notebook_to_html", "write_index", "default_notebooks_dir"]
+__all__ = [
+    "NotebookResult",
+    "ReportBusyError",
+    "ReportResult",
+    "default_notebooks_dir",
+    "find_notebooks",
+    "generate_reports",
+    "notebook_to_html",
+    "write_index",
+]
 
 ASSETS = "assets"
 PLOTLY_JS = "plotly.min.js"

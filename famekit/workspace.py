@@ -21,8 +21,15 @@ from famekit.checkpoints import Run, load_run
 from famekit.datasets import SeqDataset
 from famekit.errors import CheckpointError, ParameterError
 
-__all__ = ["RECIPES", "QUICK_RECIPE", "runs_root", "default_run", "ensure_run", "open_run",
-           "Opened"]
+__all__ = [
+    "QUICK_RECIPE",
+    "RECIPES",
+    "Opened",
+    "default_run",
+    "ensure_run",
+    "open_run",
+    "runs_root",
+]
 
 # Model and optimisation settings per dataset (spec §4 defaults: d=64, L=2, H=4, N=4).
 # `dataset_options` go to famekit.datasets.load; everything else to famekit.training.train.

@@ -1,9 +1,9 @@
 """Packaging invariants: environment.yml mirrors pyproject, torch stays pinned, CI runs make test."""
 
 import re
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +41,7 @@ def test_environment_yml_lists_the_same_packages_as_pyproject():
 
 def test_torch_is_pinned_where_pip_installs_it():
     req = (ROOT / "requirements.txt").read_text()
-    assert re.search(r"^torch==2\.13\.0$", req, flags=re.M)
+    assert re.search(r"^torch==2\.13\.0$", req, flags=re.MULTILINE)
     env = (ROOT / "environment.yml").read_text()
     assert "pytorch=2.13.0" in env
     makefile = (ROOT / "Makefile").read_text()
@@ -50,10 +50,10 @@ def test_torch_is_pinned_where_pip_installs_it():
 
 def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
-    commands = re.findall(r"^make (\w+)$", readme.split("##", 1)[0], flags=re.M)
+    commands = re.findall(r"^make (\w+)$", readme.split("##", 1)[0], flags=re.MULTILINE)
     assert commands == ["report", "test"], "the README opens with exactly two commands"
     ci = (ROOT / ".ci" / "run").read_text()
-    assert re.search(r"^make test$", ci, flags=re.M)
+    assert re.search(r"^make test$", ci, flags=re.MULTILINE)
 
 
 def test_pytest_markers_are_declared():

@@ -27,7 +27,7 @@ from famekit.analysis.metadata import encode_labels, item_labels, label_fields
 from famekit.datasets import SeqDataset
 from famekit.errors import ParameterError
 
-__all__ = ["knn_agreement", "agreement_with_nulls", "alignment_matrix", "random_init_like"]
+__all__ = ["agreement_with_nulls", "alignment_matrix", "knn_agreement", "random_init_like"]
 
 
 def knn_agreement(vectors: np.ndarray, codes: np.ndarray, k: int = 10) -> float:

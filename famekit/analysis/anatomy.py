@@ -22,7 +22,7 @@ from famekit.batching import pad_left
 from famekit.datasets import SeqDataset
 from famekit.errors import ParameterError
 
-__all__ = ["Anatomy", "recommendation_anatomy", "head_scores"]
+__all__ = ["Anatomy", "head_scores", "recommendation_anatomy"]
 
 
 @dataclass

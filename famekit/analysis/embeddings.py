@@ -19,7 +19,7 @@ import torch
 
 from famekit.errors import ParameterError
 
-__all__ = ["head_embeddings", "full_embedding", "cosine_knn", "umap_layout", "head_layouts"]
+__all__ = ["cosine_knn", "full_embedding", "head_embeddings", "head_layouts", "umap_layout"]
 
 _MEMORY_CACHE: dict[str, np.ndarray] = {}
 

@@ -12,7 +12,7 @@ import pandas as pd
 from famekit.analysis.activations import Activations
 from famekit.errors import ParameterError
 
-__all__ = ["entropy", "user_gates", "gate_summary", "gates_by_group", "gates_along_sequence"]
+__all__ = ["entropy", "gate_summary", "gates_along_sequence", "gates_by_group", "user_gates"]
 
 
 def entropy(probs: np.ndarray, axis: int = -1) -> np.ndarray:

@@ -21,11 +21,11 @@ from famekit.errors import ParameterError
 from famekit.evaluation import evaluate, metrics_from_ranks
 
 __all__ = [
-    "remove_heads_hook",
-    "force_expert_hook",
     "evaluate_intervention",
-    "head_knockout_table",
     "expert_forcing_table",
+    "force_expert_hook",
+    "head_knockout_table",
+    "remove_heads_hook",
     "subsample_users",
 ]
 

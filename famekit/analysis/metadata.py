@@ -20,7 +20,7 @@ import pandas as pd
 from famekit.datasets import SeqDataset
 from famekit.errors import ParameterError
 
-__all__ = ["label_fields", "item_labels", "user_majority_labels", "encode_labels"]
+__all__ = ["encode_labels", "item_labels", "label_fields", "user_majority_labels"]
 
 # Preferred order of the fields analyses look at, when a dataset has them.
 _CANDIDATES = ("genre", "brand", "price_tier", "top_category", "leaf_category")

@@ -24,12 +24,12 @@ from famekit.datasets import SeqDataset
 from famekit.errors import ParameterError
 
 __all__ = [
-    "normalized_mutual_information",
-    "require_ground_truth",
+    "driving_facet_accuracy",
     "facet_recovery",
     "head_facet_map",
-    "driving_facet_accuracy",
     "interest_expert_nmi",
+    "normalized_mutual_information",
+    "require_ground_truth",
 ]
 
 
@@ -116,8 +116,8 @@ def driving_facet_accuracy(
         "accuracy": float((predicted == truth).mean()),
         "chance": float(majority),
         "uniform_chance": 1.0 / len(facets),
-        "users": int(len(truth)),
-        "facets_predicted": int(len(np.unique(predicted))),
+        "users": len(truth),
+        "facets_predicted": len(np.unique(predicted)),
     }
 
 
@@ -147,6 +147,6 @@ def interest_expert_nmi(
         chance = float(np.mean([normalized_mutual_information(a, rng.permutation(b))
                                 for _ in range(n_shuffles)]))
         rows.append({"facet": facet, "head": head, "positions": int(sel.sum()), "nmi": nmi,
-                     "chance": chance, "experts_used": int(len(np.unique(b)))})
+                     "chance": chance, "experts_used": len(np.unique(b))})
     return pd.DataFrame(rows, columns=["facet", "head", "positions", "nmi", "chance",
                                        "experts_used"])

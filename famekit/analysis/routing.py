@@ -14,11 +14,11 @@ from famekit.analysis.gates import entropy
 from famekit.errors import ParameterError
 
 __all__ = [
-    "router_distribution",
+    "expert_enrichment",
     "expert_load",
+    "router_distribution",
     "routing_entropy",
     "user_routing",
-    "expert_enrichment",
 ]
 
 

@@ -18,15 +18,15 @@ from famekit.datasets.files import load_files, read_items_tsv, read_sequences
 from famekit.errors import UnknownNameError
 
 __all__ = [
-    "SeqDataset",
-    "LeaveOneOutSplit",
+    "DEFAULT_DATASET",
     "MIN_SEQUENCE_LENGTH",
+    "LeaveOneOutSplit",
+    "SeqDataset",
     "load",
     "load_files",
-    "read_sequences",
-    "read_items_tsv",
     "names",
-    "DEFAULT_DATASET",
+    "read_items_tsv",
+    "read_sequences",
 ]
 
 DEFAULT_DATASET = "synthetic"

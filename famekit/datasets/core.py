@@ -8,15 +8,16 @@ in chronological order. Item ids are 1-based; 0 is reserved for padding everywhe
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from famekit.errors import ParameterError
 
-__all__ = ["SeqDataset", "LeaveOneOutSplit", "MIN_SEQUENCE_LENGTH"]
+__all__ = ["MIN_SEQUENCE_LENGTH", "LeaveOneOutSplit", "SeqDataset"]
 
 # A user needs one training item, one validation target and one test target.
 MIN_SEQUENCE_LENGTH = 3
@@ -72,7 +73,7 @@ class SeqDataset:
         items: pd.DataFrame | None = None,
         user_ids=None,
         **kwargs,
-    ) -> "SeqDataset":
+    ) -> SeqDataset:
         """Build from a list of per-user item-id sequences (chronological, 1-based)."""
         lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
         offsets = np.zeros(len(sequences) + 1, dtype=np.int64)
@@ -132,7 +133,7 @@ class SeqDataset:
         h.update(self.item_ids.astype("<i4").tobytes())
         return h.hexdigest()[:16]
 
-    def split(self) -> "LeaveOneOutSplit":
+    def split(self) -> LeaveOneOutSplit:
         """The leave-one-out split used everywhere in famekit (spec §5)."""
         return LeaveOneOutSplit(self)
 

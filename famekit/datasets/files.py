@@ -24,7 +24,7 @@ import pandas as pd
 from famekit.datasets.core import SeqDataset
 from famekit.errors import DataFormatError
 
-__all__ = ["read_sequences", "read_items_tsv", "load_files", "LIST_COLUMNS", "MAX_ITEM_ID"]
+__all__ = ["LIST_COLUMNS", "MAX_ITEM_ID", "load_files", "read_items_tsv", "read_sequences"]
 
 # Columns whose cells are "|"-separated lists.
 LIST_COLUMNS = ("categories", "genres")

@@ -46,7 +46,7 @@ import pandas as pd
 from famekit.datasets.core import SeqDataset
 from famekit.errors import ParameterError
 
-__all__ = ["FacetWorldParams", "generate", "load", "FACET_VALUE_NAMES"]
+__all__ = ["FACET_VALUE_NAMES", "FacetWorldParams", "generate", "load"]
 
 GENRES = ["Action", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi", "Documentary", "Animation",
           "Thriller", "Western", "Musical", "Mystery"]
