@@ -62,6 +62,15 @@ TRAIN_STATE_JSON_FILE = "train_state.json"
 
 
 # ------------------------------------------------------------------------------- atomic writes
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()  # read once at import: os.umask can only be read by setting it
+
+
 def atomic_write_bytes(path, data: bytes) -> Path:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never half.
 
@@ -79,6 +88,9 @@ def atomic_write_bytes(path, data: bytes) -> Path:
             f"cannot write {path}: {err}. Fix: choose a directory you can write to"
         ) from err
     try:
+        # mkstemp creates the file 0600; give it the permissions a plain open() would
+        # (0666 minus the umask), so that reports and runs stay readable by others.
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

@@ -266,6 +266,9 @@ def generate_reports(
     with _lock(folder):
         # Runs first (training happens here, with its own progress bars, never in a cell).
         os.environ.setdefault("FAMEKIT_RUNS", str(workspace.runs_root()))
+        # The default run is injected as RUN_DIR=None: the notebooks find it through
+        # FAMEKIT_RUNS, so an executed report re-runs anywhere (nbval in CI retrains it there).
+        injected_run = None
         if run_dir is None:
             run_dir = workspace.ensure_run(dataset, "fame", seed, quick, progress)
         else:
@@ -273,10 +276,11 @@ def generate_reports(
             if not run_dir.is_dir():
                 raise ParameterError(f"run directory {run_dir} does not exist. Fix: pass --run "
                                      "with a directory written by famekit train")
+            injected_run = str(run_dir)
         sasrec_dir = workspace.ensure_run(dataset, "sasrec", seed, quick, progress)
         result.metrics = _run_metrics({"fame": run_dir, "sasrec": sasrec_dir})
         plotly_src = "../" + _install_plotly_js(out)
-        parameters = {"DATASET": dataset, "RUN_DIR": str(run_dir), "SEED": seed, "QUICK": quick}
+        parameters = {"DATASET": dataset, "RUN_DIR": injected_run, "SEED": seed, "QUICK": quick}
         for src in tqdm(notebooks, desc=f"report {dataset}", unit="notebook",
                         disable=not progress):
             t0 = time.perf_counter()

@@ -37,7 +37,7 @@ _BASE = dict(d_model=64, n_layers=2, n_heads=4, n_experts=4, dropout=0.2, max_le
              epochs=200, patience=10)
 RECIPES: dict[str, dict] = {
     # the embedded default: small batches give enough optimizer steps on 4,000 users
-    "synthetic": {**_BASE, "batch_size": 64, "lr": 2e-3, "epochs": 12, "patience": 3},
+    "synthetic": {**_BASE, "batch_size": 64, "lr": 2e-3, "epochs": 15, "patience": 3},
     "beauty": {**_BASE, "dropout": 0.5},
     "sports": {**_BASE, "dropout": 0.5},
     "toys": {**_BASE, "dropout": 0.5},
