@@ -1,0 +1,101 @@
+"""Plotly views of FAME's internals: pure functions from analysis results to figures.
+
+Every builder takes the DataFrames/arrays of :mod:`famekit.analysis` (never a model), checks
+them (a :class:`~famekit.errors.ParameterError` names the argument and the analysis function
+that produces it), and returns a ``plotly.graph_objects.Figure`` in the famekit style
+(:mod:`famekit.figures.style`). Filters such as ``heads=`` and ``top_k=`` trim a view.
+
+=================  =====================================================================
+family             builders
+=================  =====================================================================
+gates              gate_summary_bar, gate_distribution, gates_by_group_heatmap,
+                   gates_along_sequence_chart, gates_at_position_bar
+routing            expert_load_heatmap, router_distribution_histogram, routing_entropy_bar,
+                   user_routing_heatmap, expert_enrichment_heatmap
+embeddings         embedding_scatter, embedding_grid
+alignment          alignment_heatmap, alignment_nulls_chart
+knockouts          knockout_delta_bar, knockout_heatmap
+anatomy            anatomy_contributions_bar, per_head_topk_table, history_table
+recovery           recovery_bar
+training           read_training_history, training_curves, metrics_comparison_bar
+export             save_html, save_png, find_chromium
+=================  =====================================================================
+
+>>> from famekit import analysis as A, figures as F
+>>> acts = A.collect_activations(model, dataset)
+>>> fig = F.gate_summary_bar(A.gate_summary(acts))
+>>> F.save_html(fig, "gates.html")          # self-contained, renders offline
+
+plotly is an optional dependency (``pip install 'famekit[notebooks]'``).
+"""
+
+try:
+    import plotly  # noqa: F401
+except ImportError as err:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "famekit.figures needs plotly. Fix: pip install 'famekit[notebooks]' (or pip install "
+        "plotly)"
+    ) from err
+
+from famekit.figures.alignment import alignment_heatmap, alignment_nulls_chart
+from famekit.figures.anatomy import (
+    anatomy_contributions_bar,
+    history_table,
+    per_head_topk_table,
+)
+from famekit.figures.embeddings import embedding_grid, embedding_scatter
+from famekit.figures.export import ChromiumNotFoundError, find_chromium, save_html, save_png
+from famekit.figures.gates import (
+    gate_distribution,
+    gate_summary_bar,
+    gates_along_sequence_chart,
+    gates_at_position_bar,
+    gates_by_group_heatmap,
+)
+from famekit.figures.knockouts import knockout_delta_bar, knockout_heatmap
+from famekit.figures.recovery import recovery_bar
+from famekit.figures.routing import (
+    expert_enrichment_heatmap,
+    expert_load_heatmap,
+    router_distribution_histogram,
+    routing_entropy_bar,
+    user_routing_heatmap,
+)
+from famekit.figures.style import TEMPLATE, apply_style
+from famekit.figures.training import (
+    metrics_comparison_bar,
+    read_training_history,
+    training_curves,
+)
+
+__all__ = [
+    "TEMPLATE",
+    "ChromiumNotFoundError",
+    "alignment_heatmap",
+    "alignment_nulls_chart",
+    "anatomy_contributions_bar",
+    "apply_style",
+    "embedding_grid",
+    "embedding_scatter",
+    "expert_enrichment_heatmap",
+    "expert_load_heatmap",
+    "find_chromium",
+    "gate_distribution",
+    "gate_summary_bar",
+    "gates_along_sequence_chart",
+    "gates_at_position_bar",
+    "gates_by_group_heatmap",
+    "history_table",
+    "knockout_delta_bar",
+    "knockout_heatmap",
+    "metrics_comparison_bar",
+    "per_head_topk_table",
+    "read_training_history",
+    "recovery_bar",
+    "router_distribution_histogram",
+    "routing_entropy_bar",
+    "save_html",
+    "save_png",
+    "training_curves",
+    "user_routing_heatmap",
+]

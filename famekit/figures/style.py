@@ -1,0 +1,158 @@
+"""One look for every famekit figure: the template, the colours and a few layout helpers.
+
+Every builder in :mod:`famekit.figures` calls :func:`apply_style`, so all views share a font,
+margins, a white background and these colour conventions:
+
+* **heads** (facets) get :data:`HEAD_COLORS`, the Okabe-Ito colour-blind-safe palette
+  reordered so that the first 4 are the most distinct; head ``h`` always has colour ``h`` (a
+  filtered view keeps each head's colour);
+* **experts** get :data:`EXPERT_COLORS`, a second, visibly different palette;
+* **metadata labels** get :data:`LABEL_COLORS` (Tableau 10), with ``"other"`` dark grey and
+  missing values light grey;
+* ratios (lift) use a diverging red/blue scale on log2 around 1, signed changes a diverging
+  scale around 0, shares and probabilities a sequential one from 0.
+
+The template is also registered as ``plotly.io.templates["famekit"]`` so that users can style
+their own figures the same way (``fig.update_layout(template="famekit")``); importing famekit
+never changes plotly's global default.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import plotly.graph_objects as go
+import plotly.io as pio
+
+__all__ = [
+    "CHANCE_COLOR",
+    "DIVERGING_SCALE",
+    "EXPERT_COLORS",
+    "HEAD_COLORS",
+    "LABEL_COLORS",
+    "MEASURED_COLOR",
+    "MISSING_COLOR",
+    "OTHER_COLOR",
+    "SEQUENTIAL_SCALE",
+    "TEMPLATE",
+    "apply_style",
+    "expert_color",
+    "grid_shape",
+    "head_color",
+    "label_color",
+    "legend_below",
+    "log2_lift_colorbar",
+    "shorten",
+]
+
+# Okabe & Ito (2008), colour-blind safe; the yellow is darkened to read on white.
+HEAD_COLORS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#B8A200",
+               "#000000")
+# A second qualitative palette so that experts are never confused with heads.
+EXPERT_COLORS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3",
+                 "#8C8C8C")
+# Tableau 10 for metadata labels (top-N of a field), then "other" and "missing".
+LABEL_COLORS = ("#4E79A7", "#F28E2B", "#E15759", "#76B7B2", "#59A14F", "#EDC948", "#B07AA1",
+                "#FF9DA7", "#9C755F", "#BAB0AC")
+OTHER_COLOR = "#6B6B6B"
+MISSING_COLOR = "#D3D3D3"
+MEASURED_COLOR = "#0072B2"
+CHANCE_COLOR = "#A0A0A0"
+SEQUENTIAL_SCALE = "Blues"
+# Red for "more than expected" (lift > 1, a rise), blue for "less"; white at the centre.
+DIVERGING_SCALE = "RdBu_r"
+
+FONT_FAMILY = "Inter, 'Helvetica Neue', Helvetica, Arial, sans-serif"
+
+
+def _build_template() -> go.layout.Template:
+    template = go.layout.Template(pio.templates["plotly_white"])
+    template.layout.update(
+        font={"family": FONT_FAMILY, "size": 13, "color": "#222222"},
+        title={"font": {"size": 16}, "x": 0.0, "xanchor": "left", "xref": "container",
+               "pad": {"l": 16}},
+        colorway=list(HEAD_COLORS),
+        margin={"l": 70, "r": 30, "t": 70, "b": 60},
+        legend={"bgcolor": "rgba(255,255,255,0.8)", "font": {"size": 12}},
+        hoverlabel={"font": {"family": FONT_FAMILY, "size": 12}, "align": "left"},
+        bargap=0.2,
+    )
+    return template
+
+
+TEMPLATE = _build_template()
+pio.templates["famekit"] = TEMPLATE
+
+
+def head_color(head: int) -> str:
+    """The colour of head ``head`` (cycles beyond 8 heads)."""
+    return HEAD_COLORS[int(head) % len(HEAD_COLORS)]
+
+
+def expert_color(expert: int) -> str:
+    """The colour of expert ``expert`` (cycles beyond 8 experts)."""
+    return EXPERT_COLORS[int(expert) % len(EXPERT_COLORS)]
+
+
+def label_color(rank: int) -> str:
+    """The colour of the ``rank``-th most frequent label (cycles beyond 10)."""
+    return LABEL_COLORS[int(rank) % len(LABEL_COLORS)]
+
+
+def apply_style(fig: go.Figure, title: str | None = None, subtitle: str | None = None,
+                height: int | None = None, width: int | None = None,
+                top_extra: int = 0) -> go.Figure:
+    """Apply the famekit template, a title (with an optional smaller subtitle) and a size.
+
+    The title sits at the top of the figure; the top margin grows with a subtitle and by
+    ``top_extra`` pixels for what sits above the plot area (subplot titles, a top x axis), so
+    the title never overlaps them.
+    """
+    fig.update_layout(template=TEMPLATE)
+    top = 30
+    if title is not None:
+        text = title if not subtitle else f"{title}<br><sup>{subtitle}</sup>"
+        # plotly places a two-line (sub)title from its first line: it needs more padding
+        fig.update_layout(title={"text": text, "yref": "container", "y": 1.0, "yanchor": "top",
+                                 "pad": {"t": 30 if subtitle else 14}})
+        top = 92 if subtitle else 60
+    fig.update_layout(margin={"t": top + int(top_extra)})
+    if height is not None:
+        fig.update_layout(height=int(height))
+    if width is not None:
+        fig.update_layout(width=int(width))
+    return fig
+
+
+def legend_below(fig: go.Figure, rows: int = 1) -> go.Figure:
+    """A horizontal legend at the bottom of the figure, below the x-axis title (the bottom
+    margin grows to hold ``rows`` legend rows)."""
+    fig.update_layout(
+        legend={"orientation": "h", "yref": "container", "y": 0.0, "yanchor": "bottom",
+                "x": 0.0, "xanchor": "left"},
+        margin={"b": 78 + 24 * int(rows)},
+    )
+    return fig
+
+
+def log2_lift_colorbar(max_abs_log2: float, title: str = "lift over base rate (x)") -> dict:
+    """Colour-bar settings for a heatmap coloured by log2(lift): ticks read as lifts (0.5x, 2x)."""
+    span = max(1, math.ceil(max_abs_log2))
+    ticks = list(range(-span, span + 1))
+    step = max(1, len(ticks) // 7)  # at most ~7 tick labels
+    ticks = [t for t in ticks if t % step == 0]
+    labels = [f"{2.0 ** t:g}x" for t in ticks]
+    return {"title": {"text": title, "side": "right"}, "tickvals": ticks, "ticktext": labels}
+
+
+def grid_shape(n_panels: int, max_cols: int = 4) -> tuple[int, int]:
+    """(rows, cols) of a small-multiples grid holding ``n_panels`` panels."""
+    cols = max(1, min(max_cols, n_panels))
+    return math.ceil(n_panels / cols), cols
+
+
+def shorten(text, limit: int = 40) -> str:
+    """``text`` as a string of at most ``limit`` characters (an ellipsis marks the cut)."""
+    text = "" if text is None or (isinstance(text, float) and np.isnan(text)) else str(text)
+    return text if len(text) <= limit else text[: max(1, limit - 1)] + "\u2026"
