@@ -192,6 +192,12 @@ class UserExplorer:
     def n_heads(self) -> int:
         return self.activations.n_heads
 
+    @property
+    def user_activations(self) -> Activations:
+        """The :class:`~famekit.analysis.Activations` holding the current user: ``activations``
+        for the users collected up front, a one-user collection for a typed-in user."""
+        return self._acts_of(self.user)
+
     def _acts_of(self, row: int) -> Activations:
         if np.any(self.users == row):
             return self.activations

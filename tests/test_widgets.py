@@ -89,6 +89,7 @@ def test_controls_drive_the_callbacks_and_show_errors(explorer):
     assert explorer.user == int(explorer.users[3])
     explorer.user_box.value = 40  # not collected up front: collected on demand
     assert explorer.user == 40 and explorer.status.value == ""
+    assert 40 not in explorer.activations.users and list(explorer.user_activations.users) == [40]
     assert explorer.position == explorer.position_slider.max
     with pytest.raises(ParameterError, match="head 9 does not exist"):
         explorer.select_head(9)
