@@ -198,6 +198,11 @@ def _read_json(path: Path) -> Any:
             f"{path}, line {err.lineno}, column {err.colno}: invalid JSON ({err.msg}). "
             "Fix: repair the file by hand or re-save the run"
         ) from err
+    except RecursionError:  # nesting deeper than the interpreter's recursion limit
+        raise CheckpointError(
+            f"{path}: invalid JSON (nested too deeply to parse). Fix: repair the file by hand "
+            "or re-save the run"
+        ) from None
 
 
 def _require_run_files(run_dir, names: tuple[str, ...], what: str) -> Path:
@@ -379,13 +384,17 @@ def load_run(run_dir, dataset=None, device=None) -> Run:
 
     try:
         config = ModelConfig.from_dict(meta["model_config"])
-        model = build_model(config)
-    except (TypeError, ValueError, KeyError) as err:
+        # Shapes are checked on a skeleton on the meta device (no memory): a tampered config
+        # asking for a huge table is refused here, never allocated.
+        with torch.device("meta"):
+            skeleton = build_model(config)
+    except (TypeError, ValueError, KeyError, RuntimeError, OverflowError) as err:
         raise CheckpointError(
             f"{config_path}: model_config cannot build a model ({err}). Fix: re-save the run "
             "with save_model from this famekit version"
         ) from err
-    _check_state_matches(model, tensors, weights_path, config_path)
+    _check_state_matches(skeleton, tensors, weights_path, config_path)
+    model = build_model(config)
     model.load_state_dict(tensors, strict=True)
     model.to(_resolve_device(device))
     model.eval()

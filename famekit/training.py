@@ -156,15 +156,24 @@ def usable_cores() -> int:
 
 
 def _read_json(path: Path) -> dict:
+    """A run file's JSON object; anything else (unreadable, invalid, not an object) is a
+    CheckpointError naming the file."""
     import json
 
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: absurd nesting
+        problem = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
         raise CheckpointError(
-            f"{path}: cannot read JSON ({exc}). Fix: delete the run directory and train again, "
-            "or restore the file"
+            f"{path}: cannot read JSON ({problem}). Fix: delete the run directory and train "
+            "again, or restore the file"
         ) from None
+    if not isinstance(value, dict):
+        raise CheckpointError(
+            f"{path} holds a JSON {type(value).__name__}, not an object. Fix: delete the run "
+            "directory and train again, or restore the file"
+        )
+    return value
 
 
 def _check_int(name: str, value, minimum: int) -> int:
@@ -415,6 +424,17 @@ def _prepare_run_dir(run_dir: Path, overwrite: bool, clear: bool = True) -> None
             (run_dir / name).unlink(missing_ok=True)
 
 
+def _make_run_dir(run_dir: Path) -> None:
+    """Create the run directory, or say which path is in the way and how to fix it."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ParameterError(
+            f"cannot create the run directory {run_dir} ({exc.strerror or exc}). Fix: pass "
+            "out_dir= (--out) a folder you can write to"
+        ) from None
+
+
 # ------------------------------------------------------------------------------- the loop
 def _train_epoch(model, optimizer, batches: NextItemBatches, epoch_batches, ctx, autocast,
                  bar) -> tuple[float, int]:
@@ -522,10 +542,9 @@ def _train(ctx: distributed.DistContext, *, dataset, out_dir, progress, resume, 
     # Every argument is valid (the config checks the model options) before the disk is touched.
     config = _model_config(data.n_items, args["kind"], args["max_len"], args["model_options"])
     if resume is None:
-        # Every rank checks (so that all raise together); rank 0 alone clears and creates.
+        # Every rank checks and creates (so that all raise together); rank 0 alone clears.
         _prepare_run_dir(run_dir, overwrite, clear=ctx.is_main)
-        if ctx.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
+        _make_run_dir(run_dir)  # every rank: a refusal raises everywhere, none waits below
         ctx.barrier()  # no rank looks at the folder again before rank 0 is done with it
     return _fit(ctx, data, config, args, run_dir, progress, resumed=resume is not None)
 
@@ -569,7 +588,16 @@ def _resumed_run(run_dir: Path, out_dir, dataset, requested: dict
             f"cannot resume {run_dir}: it {what}. Fix: pass the directory of a run started "
             "by famekit train (it holds train_args.json)"
         )
-    args = _merge_resume_arguments(_read_json(run_dir / TRAIN_ARGS_FILE), requested, run_dir)
+    saved = _read_json(run_dir / TRAIN_ARGS_FILE)
+    missing = sorted({*_RUN_DEFAULTS, "dataset", "epochs", "patience", "model_options"}
+                     - set(saved))
+    if missing or not all(isinstance(saved[k], dict) for k in ("dataset", "model_options")):
+        raise CheckpointError(
+            f"{run_dir / TRAIN_ARGS_FILE} lacks "
+            f"{', '.join(missing) or 'dataset and model_options objects'}. "
+            "Fix: restore the file, or start the run again (overwrite=True / --overwrite)"
+        )
+    args = _merge_resume_arguments(saved, requested, run_dir)
     _check_int("epochs", args["epochs"], 1)
     _check_int("patience", args["patience"], 1)
     saved_name = args["dataset"].get("name")

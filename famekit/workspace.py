@@ -135,7 +135,7 @@ def open_run(dataset: str = "synthetic", run_dir=None, seed: int = 0, kind: str 
         import json
 
         described = json.loads(args_path.read_text())["dataset"]
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):  # tampered or not JSON
         raise CheckpointError(
             f"{args_path} is missing or unreadable, so the run's dataset is unknown. "
             "Fix: pass a run directory written by famekit train"

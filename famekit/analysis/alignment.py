@@ -46,6 +46,7 @@ def agreement_with_nulls(
         raise ParameterError(
             f"{len(vectors)} vectors but {len(codes)} labels. Fix: pass one label per vector"
         )
+    _check_counts(k=k, n_permutations=n_permutations)
     keep = codes >= 0
     if keep.sum() <= k:
         raise ParameterError(
@@ -71,6 +72,15 @@ def agreement_with_nulls(
             p_value=float((1 + (null >= observed).sum()) / (1 + n_permutations)),
         )
     return result
+
+
+def _check_counts(**counts) -> None:
+    """k >= 1 neighbours, n_permutations >= 0 draws (notebook parameters K, N_PERMUTATIONS)."""
+    for name, value in counts.items():
+        least = 1 if name == "k" else 0
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+            raise ParameterError(f"{name}={value!r} is invalid. Fix: pass a whole number "
+                                 f">= {least} (e.g. {name}={10 if name == 'k' else 20})")
 
 
 def random_init_like(model, seed: int):
@@ -109,6 +119,7 @@ def alignment_matrix(
     random_init (mean agreement of ``n_random_inits`` fresh models), random_init_max,
     lift (agreement / perm_mean), aligned (bool).
     """
+    _check_counts(k=k, n_permutations=n_permutations, n_random_inits=n_random_inits)
     smallest_p = 1.0 / (1 + n_permutations)
     if smallest_p >= alpha:
         raise ParameterError(

@@ -66,6 +66,10 @@ def force_expert_hook(head: int, expert: int, n_heads: int, n_experts: int):
 
 def subsample_users(dataset: SeqDataset, max_users: int | None, seed: int = 0) -> SeqDataset:
     """The same dataset restricted to ``max_users`` random users (all when None)."""
+    if max_users is not None and (isinstance(max_users, bool) or
+                                  not isinstance(max_users, (int, np.integer)) or max_users < 1):
+        raise ParameterError(f"max_users={max_users!r} is invalid. Fix: pass a whole number "
+                             ">= 1, or None for every user")
     if max_users is None or max_users >= dataset.n_users:
         return dataset
     rows = np.sort(np.random.default_rng(seed).choice(dataset.n_users, max_users, replace=False))

@@ -505,6 +505,9 @@ def read_json(path: Path) -> Any:
     except json.JSONDecodeError as e:
         raise DataFormatError(path, e.lineno, f"invalid JSON ({e.msg})",
                               "delete the file from the cache and run again") from None
+    except RecursionError:  # nesting deeper than the interpreter's recursion limit
+        raise DataFormatError(path, None, "invalid JSON (nested too deeply to parse)",
+                              "delete the file from the cache and run again") from None
 
 
 

@@ -130,7 +130,12 @@ def read_items_tsv(
         raise DataFormatError(path, None, f"cannot read the file ({e.strerror})",
                               "check the path and its permissions") from None
     text = _decode(path, raw)
-    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE)
+    try:
+        rows = list(reader)
+    except csv.Error as e:  # e.g. a field over csv.field_size_limit() (128 KiB)
+        raise DataFormatError(path, reader.line_num, f"unreadable row ({e})",
+                              "keep each field short and on one line (tab-separated)") from None
     rows = [r for r in rows if any(cell.strip() for cell in r)]
     if not rows:
         raise DataFormatError(path, 1, "the file is empty",
