@@ -15,8 +15,10 @@ Nothing here ever unpickles: no ``torch.load``, no ``pickle``. A pickle renamed 
 before anything reads it as data, because unpickling runs arbitrary code.
 
 Every file is written atomically (temporary file in the same directory, fsync, ``os.replace``),
-and the JSON file is written *after* the tensors it describes and records their sha256: a crash
-mid-save leaves either the old pair or a detectable mismatch, never a silently mixed run.
+and the JSON file is written *after* the tensors it describes and records their sha256: it is the
+commit point of the pair. While a save is in flight the committed tensors are kept as
+``<name>.prev`` (a hard link), and readers use that copy when the tensors file does not match the
+JSON, so a kill at any moment leaves the old pair or the new one, never a mixed or unloadable run.
 """
 
 from __future__ import annotations
@@ -147,6 +149,52 @@ def atomic_write_json(path, obj, indent: int | None = 2) -> Path:
     return atomic_write_text(path, text + "\n")
 
 
+# -------------------------------------------------------------------- tensors + JSON pairs
+def _backup_of(tensors_path: Path) -> Path:
+    return tensors_path.with_name(tensors_path.name + ".prev")
+
+
+def _sha256_of_file(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _recorded_sha256(json_path: Path, recorded) -> str | None:
+    """The tensors' sha256 that ``json_path`` commits to (``recorded(meta)``), or None."""
+    try:
+        return recorded(json.loads(json_path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, RecursionError, TypeError, AttributeError, KeyError):
+        return None
+
+
+def _write_pair(tensors_path: Path, data: bytes, json_path: Path, meta: dict, recorded) -> None:
+    """Write a tensors file, then the JSON that records its sha256 (the commit point), so that
+    a kill at any moment leaves a loadable pair.
+
+    Each rename is atomic, but between the two the new tensors sit next to the old JSON. So the
+    committed tensors are first hard-linked to ``<name>.prev`` (an uncommitted leftover of a
+    killed save is not: then the ``.prev`` already there is the committed copy); readers fall
+    back to it when the tensors do not match the JSON (:func:`_read_committed_safetensors`),
+    and it is removed once the new JSON is in place.
+    """
+    backup = _backup_of(tensors_path)
+    committed = _recorded_sha256(json_path, recorded) if json_path.is_file() else None
+    if committed is not None and _sha256_of_file(tensors_path) == committed:
+        try:
+            backup.unlink(missing_ok=True)
+            os.link(tensors_path, backup)
+        except OSError:  # no hard links on this file system: keep a copy instead
+            atomic_write_bytes(backup, tensors_path.read_bytes())
+    atomic_write_bytes(tensors_path, data)
+    atomic_write_json(json_path, meta)
+    try:
+        backup.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
 # --------------------------------------------------------------------------------- reading safely
 # A safetensors file starts with an 8-byte little-endian header length, then a JSON header.
 # Pickles (protocol >= 2) start with 0x80 and the protocol number; torch.save writes a zip.
@@ -182,6 +230,22 @@ def _read_safetensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], s
             "from a backup"
         ) from err
     return tensors, hashlib.sha256(data).hexdigest()
+
+
+def _read_committed_safetensors(path: Path, recorded_sha: str | None, what: str
+                                ) -> tuple[dict[str, torch.Tensor], str]:
+    """:func:`_read_safetensors`, falling back to the ``.prev`` copy that :func:`_write_pair`
+    keeps when ``path`` is the uncommitted half of an interrupted save."""
+    tensors, sha256 = _read_safetensors(path, what)
+    backup = _backup_of(path)
+    if recorded_sha is not None and sha256 != recorded_sha and backup.is_file():
+        try:
+            old_tensors, old_sha = _read_safetensors(backup, what)
+        except CheckpointError:
+            return tensors, sha256
+        if old_sha == recorded_sha:
+            return old_tensors, old_sha
+    return tensors, sha256
 
 
 def _read_json(path: Path) -> Any:
@@ -271,7 +335,6 @@ def save_model(run_dir, model, dataset_name: str, dataset_fingerprint: str,
     data = safetensors.torch.save(tensors, metadata={"format": "pt", "famekit_format":
                                                      str(FORMAT_VERSION)})
     run_dir = Path(run_dir)
-    atomic_write_bytes(run_dir / WEIGHTS_FILE, data)
     config_dict = config.to_dict()
     meta = {
         "format_version": FORMAT_VERSION,
@@ -284,8 +347,9 @@ def save_model(run_dir, model, dataset_name: str, dataset_fingerprint: str,
         "summary": summary or {},
         "extra": extra or {},
     }
-    # Last: config.json is the commit point of the pair (it names the weights' checksum).
-    atomic_write_json(run_dir / CONFIG_FILE, meta)
+    # config.json is the commit point of the pair (it names the weights' checksum).
+    _write_pair(run_dir / WEIGHTS_FILE, data, run_dir / CONFIG_FILE, meta,
+                lambda saved: saved["weights"]["sha256"])
     return run_dir
 
 
@@ -370,8 +434,8 @@ def load_run(run_dir, dataset=None, device=None) -> Run:
                 "retrain on this one"
             )
 
-    tensors, sha256 = _read_safetensors(weights_path, "run")
     recorded_sha = (meta.get("weights") or {}).get("sha256")
+    tensors, sha256 = _read_committed_safetensors(weights_path, recorded_sha, "run")
     if recorded_sha is not None and recorded_sha != sha256:
         raise CheckpointError(
             f"{weights_path} has sha256 {sha256[:16]}..., but {config_path} was saved with "
@@ -498,7 +562,6 @@ def save_train_state(run_dir, optimizer: torch.optim.Optimizer, epoch: int,
     }
     data = safetensors.torch.save(tensors, metadata={"format": "pt"})
     run_dir = Path(run_dir)
-    atomic_write_bytes(run_dir / TRAIN_STATE_TENSORS_FILE, data)
     import famekit
 
     meta = {
@@ -509,7 +572,8 @@ def save_train_state(run_dir, optimizer: torch.optim.Optimizer, epoch: int,
         "tensors_sha256": hashlib.sha256(data).hexdigest(),
         **encoded,
     }
-    atomic_write_json(run_dir / TRAIN_STATE_JSON_FILE, meta)
+    _write_pair(run_dir / TRAIN_STATE_TENSORS_FILE, data, run_dir / TRAIN_STATE_JSON_FILE, meta,
+                lambda saved: saved["tensors_sha256"])
     return run_dir
 
 
@@ -533,7 +597,8 @@ def load_train_state(run_dir, optimizer: torch.optim.Optimizer) -> dict[str, Any
             f"{json_path} holds {meta['optimizer_class']} state but the optimizer given is "
             f"{type(optimizer).__name__}. Fix: resume with the same optimizer class"
         )
-    tensors, sha256 = _read_safetensors(tensors_path, "training state")
+    tensors, sha256 = _read_committed_safetensors(tensors_path, meta.get("tensors_sha256"),
+                                                  "training state")
     if meta.get("tensors_sha256") not in (None, sha256):
         raise CheckpointError(
             f"{tensors_path} does not match the sha256 recorded in {json_path} (replaced, "

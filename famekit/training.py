@@ -103,6 +103,8 @@ RUN_FILES = (
     METRICS_CSV,
     METRICS_JSON,
     TRAIN_ARGS_FILE,
+    "model.safetensors.prev",  # the committed half of a pair, kept while a save is in flight
+    "train_state.safetensors.prev",
 )
 
 # Arguments that define a run; resume takes them from train_args.json, and a call that resumes
