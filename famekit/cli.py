@@ -115,17 +115,27 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--no-progress", action="store_true", help="no download progress bars")
 
     # -- report
-    report = sub.add_parser("report", help="FAME vs popularity on a dataset",
-                            description="Train FAME on the dataset unless a finished run exists "
-                            "(then reuse it), evaluate on test and compare with popularity.")
-    report.add_argument("--dataset", metavar="NAME", help="a registered dataset (synthetic)")
-    report.add_argument("--run", metavar="RUN_DIR", help="the FAME run to use or create")
-    report.add_argument("--out", metavar="DIR", default="reports",
-                        help="where the comparison table goes (reports/)")
-    report.add_argument("--epochs", type=_int,
-                        help="most epochs if a run must be trained (200)")
-    report.add_argument("--seed", type=_int, default=0, help="seed of the run (0)")
-    report.add_argument("--device", help="cpu, cuda or cuda:N")
+    report = sub.add_parser(
+        "report", help="run every notebook and publish reports/",
+        description="Train the dataset's default FAME and SASRec runs if they do not exist yet "
+        "(cached), execute every notebook with papermill, and write reports/<dataset>/*.ipynb, "
+        "a self-contained HTML next to each, and reports/index.html. Exits 1 if a notebook "
+        "failed (the others still run; a previous good report is kept).")
+    report.add_argument("--dataset", metavar="NAME", default="synthetic",
+                        help="a registered dataset (default synthetic)")
+    report.add_argument("--run", metavar="RUN_DIR",
+                        help="a trained FAME run to report on (default: the dataset's default run)")
+    report.add_argument("--out", metavar="DIR", default="reports", help="output folder (reports)")
+    report.add_argument("--seed", type=_int, default=0, help="seed of the default runs (0)")
+    report.add_argument("--notebooks", metavar="DIR", help="notebook folder (famekit's notebooks/)")
+    report.add_argument("--only", metavar="NN", action="append",
+                        help="run only notebooks whose name starts with this (repeatable)")
+    report.add_argument("-p", "--param", metavar="NAME=JSON", action="append", default=[],
+                        help="extra notebook parameter, e.g. -p 'COLOR_FIELDS=[\"brand\"]'")
+    report.add_argument("--quick", action="store_true",
+                        help="a tiny world and 3 epochs (what CI runs; synthetic only)")
+    report.add_argument("--timeout", type=_int, default=900,
+                        help="seconds a notebook cell may run (900)")
     report.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
 
@@ -211,48 +221,32 @@ def _cmd_data(args) -> int:
 
 
 def _cmd_report(args) -> int:
-    from famekit.baselines import Popularity
-    from famekit.checkpoints import atomic_write_json, atomic_write_text, load_run
-    from famekit.distributed import resolve_device
-    from famekit.evaluation import evaluate
-    from famekit.training import dataset_of_run, default_run_dir, run_status, train
+    import json
 
-    device = resolve_device(args.device)
-    name = args.dataset or "synthetic"
-    run_dir = Path(args.run) if args.run else default_run_dir(name, "fame", args.seed)
-    status = run_status(run_dir)
-    if status == "finished":
-        print(f"reusing the finished run {run_dir}", file=sys.stderr)
-    elif status == "running":
-        train(resume=run_dir, epochs=args.epochs, device=device,
-              progress=not args.no_progress)
-    else:
-        train(name, kind="fame", out_dir=run_dir, epochs=args.epochs, seed=args.seed,
-              device=device, progress=not args.no_progress)
-    dataset = dataset_of_run(run_dir)
-    if args.dataset and dataset.name != args.dataset:
-        raise ParameterError(
-            f"run {run_dir} was trained on {dataset.name!r}, not {args.dataset!r}. Fix: drop "
-            "--run (the default run of the dataset is used) or pass the matching --dataset"
-        )
-    run = load_run(run_dir, dataset=dataset, device=device)
-    progress = not args.no_progress
-    label = {"fame": "FAME", "sasrec": "SASRec"}.get(run.config.kind, run.config.kind)
-    rows = {
-        label: evaluate(run.model, dataset, split="test", progress=progress),
-        "Popularity": evaluate(Popularity.fit(dataset), dataset, split="test",
-                               progress=progress),
-    }
-    table = _metrics_table(rows)
-    print(f"{dataset.name}: test split, full ranking, history excluded (run {run_dir})")
-    print(table)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = f"{dataset.name}-fame-vs-popularity"
-    atomic_write_text(out / f"{stem}.txt", table + "\n")
-    atomic_write_json(out / f"{stem}.json", {"dataset": dataset.name, "run": str(run_dir),
-                                             "split": "test", "metrics": rows})
-    return 0
+    from famekit.report import generate_reports
+
+    parameters = {}
+    for item in args.param:
+        name, sep, value = item.partition("=")
+        if not sep or not name.isidentifier():
+            raise ParameterError(f"-p {item!r} is not NAME=VALUE. Fix: e.g. -p MAX_USERS=5000")
+        try:
+            parameters[name] = json.loads(value)
+        except ValueError:
+            parameters[name] = value  # a bare string
+    result = generate_reports(
+        args.dataset, run_dir=args.run, out=args.out, notebooks_dir=args.notebooks,
+        seed=args.seed, quick=args.quick, timeout=args.timeout, progress=not args.no_progress,
+        only=args.only, parameters=parameters,
+    )
+    width = max(len(n.name) for n in result.notebooks)
+    for nb in result.notebooks:
+        line = f"{nb.name:<{width}}  {nb.status:<6}  {nb.seconds:6.1f} s"
+        print(line + (f"  {nb.error.splitlines()[0]}" if nb.error else ""))
+    print(f"{result.dataset}: {sum(n.status == 'ok' for n in result.notebooks)}/"
+          f"{len(result.notebooks)} notebooks ok in {result.seconds:.0f} s; "
+          f"open {Path(result.out) / 'index.html'}")
+    return 0 if result.ok else 1
 
 
 COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "data": _cmd_data,

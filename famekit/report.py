@@ -222,6 +222,12 @@ def _execute(src: Path, dest: Path, parameters: dict, cwd: Path, timeout: int):
     )
 
 
+def _declared_parameters(src: Path) -> set[str]:
+    import papermill
+
+    return set(papermill.inspect_notebook(str(src)))
+
+
 def _error_of(exc: BaseException) -> str:
     ename = getattr(exc, "ename", type(exc).__name__)
     evalue = getattr(exc, "evalue", str(exc))
@@ -238,11 +244,14 @@ def generate_reports(
     timeout: int = 900,
     progress: bool = True,
     only=None,
+    parameters: dict | None = None,
 ) -> ReportResult:
     """Execute the notebooks for ``dataset`` and write ``out/<dataset>/`` + ``out/index.html``.
 
     ``run_dir``: a trained FAME run to report on (default: the dataset's default run, trained
     if missing). ``only``: names (or prefixes like ``"03"``) of notebooks to run.
+    ``parameters``: extra notebook parameters (e.g. ``{"COLOR_FIELDS": ["top_category"]}``);
+    a notebook ignores the ones it does not declare.
     """
     import nbformat
     from tqdm.auto import tqdm
@@ -280,14 +289,17 @@ def generate_reports(
         sasrec_dir = workspace.ensure_run(dataset, "sasrec", seed, quick, progress)
         result.metrics = _run_metrics({"fame": run_dir, "sasrec": sasrec_dir})
         plotly_src = "../" + _install_plotly_js(out)
-        parameters = {"DATASET": dataset, "RUN_DIR": injected_run, "SEED": seed, "QUICK": quick}
+        parameters = {**(parameters or {}), "DATASET": dataset, "RUN_DIR": injected_run,
+                      "SEED": seed, "QUICK": quick}
         for src in tqdm(notebooks, desc=f"report {dataset}", unit="notebook",
                         disable=not progress):
             t0 = time.perf_counter()
             name = src.stem
             running = folder / f".{name}.running.ipynb"
+            declared = _declared_parameters(src)
+            given = {k: v for k, v in parameters.items() if k in declared}
             try:
-                nb = _execute(src, running, parameters, src.parent, timeout)
+                nb = _execute(src, running, given, src.parent, timeout)
             except Exception as exc:  # papermill raises on any cell error or timeout
                 if running.exists():
                     os.replace(running, folder / f"{name}.failed.ipynb")

@@ -106,48 +106,39 @@ def test_evaluate_prints_the_metrics_of_the_best_weights(finished_run, capsys):
 
 
 # ---------------------------------------------------------------------------------- report
-def test_report_reuses_a_finished_run_and_compares_with_popularity(finished_run, tmp_path,
-                                                                    capsys):
-    before = (finished_run / "model.safetensors").stat().st_mtime_ns
-    out_dir = tmp_path / "reports"
-    assert main(["report", "--run", str(finished_run), "--out", str(out_dir),
-                 "--no-progress"]) == 0
-    out = capsys.readouterr().out
-    assert "FAME" in out and "Popularity" in out
-    assert (finished_run / "model.safetensors").stat().st_mtime_ns == before  # not retrained
-    saved = json.loads((out_dir / "shop-fame-vs-popularity.json").read_text())
-    assert set(saved["metrics"]) == {"FAME", "Popularity"}
-    test = json.loads((finished_run / "metrics.json").read_text())["test"]
-    assert saved["metrics"]["FAME"]["NDCG@10"] == pytest.approx(test["NDCG@10"], abs=1e-9)
+@pytest.mark.notebooks
+def test_report_runs_the_notebooks_and_exits_1_when_one_fails(tmp_path, monkeypatch, capsys):
+    import nbformat
 
+    from famekit import workspace
 
-def test_report_trains_a_run_when_none_exists(tmp_path, monkeypatch, capsys):
-    from famekit import training
+    def fake_run(dataset, kind="fame", seed=0, quick=False, progress=True):  # no training here
+        path = tmp_path / "runs" / f"{dataset}-{kind}"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
-    calls = []
-    real_train = training.train
-
-    def small_train(*args, **kwargs):  # the report's own call, shrunk to a tiny model
-        calls.append(kwargs)
-        return real_train(*args, **{**kwargs, "d_model": 16, "n_heads": 2, "n_experts": 2,
-                                    "threads": 1, "dataset_options": {"n_users": 60,
-                                                                      "n_items": 150}})
-
-    monkeypatch.setattr(training, "train", small_train)
-    monkeypatch.setenv("FAMEKIT_RUNS", str(tmp_path / "runs"))
-    from famekit import datasets
-
-    real_load = datasets.load
-    monkeypatch.setattr(datasets, "load",
-                        lambda name, cache_dir=None, **o: real_load(
-                            name, cache_dir, **{"n_users": 60, "n_items": 150, **o}))
-    assert main(["report", "--epochs", "1", "--out", str(tmp_path / "rep"),
-                 "--no-progress"]) == 0
-    assert len(calls) == 1 and calls[0]["epochs"] == 1
-    assert (tmp_path / "runs" / "synthetic-fame-seed0" / "model.safetensors").is_file()
-    assert "Popularity" in capsys.readouterr().out
-    assert main(["report", "--out", str(tmp_path / "rep"), "--no-progress"]) == 0
-    assert len(calls) == 1  # the second report reused the finished run
+    monkeypatch.setattr(workspace, "ensure_run", fake_run)
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    for name, body in [("00_ok", "print(DATASET, EXTRA)"), ("01_bad", "1 / 0")]:
+        nb = nbformat.v4.new_notebook()
+        params = nbformat.v4.new_code_cell("DATASET = 'x'\nRUN_DIR = None\nSEED = 0\n"
+                                           "QUICK = False\nEXTRA = 0")
+        params.metadata["tags"] = ["parameters"]
+        nb.cells = [params, nbformat.v4.new_code_cell(body)]
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                     "language": "python"}
+        nbformat.write(nb, nbs / f"{name}.ipynb")
+    out = tmp_path / "rep"
+    code = main(["report", "--notebooks", str(nbs), "--out", str(out), "-p", "EXTRA=7",
+                 "--no-progress"])
+    printed = capsys.readouterr().out
+    assert code == 1
+    assert "00_ok" in printed and "01_bad" in printed and "ZeroDivisionError" in printed
+    executed = nbformat.read(out / "synthetic" / "00_ok.ipynb", as_version=4)
+    assert executed.cells[-1].outputs[0]["text"].strip() == "synthetic 7"
+    assert code == main(["report", "--notebooks", str(nbs), "--out", str(out), "--only", "00",
+                         "--no-progress"]) + 1  # only the good one: exit 0
 
 
 # ---------------------------------------------------------------------------------- errors
