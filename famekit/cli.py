@@ -22,6 +22,7 @@ import os
 import sys
 from pathlib import Path
 
+from famekit.datasets.stats import add_info_arguments
 from famekit.errors import FamekitError, ParameterError
 
 __all__ = ["build_parser", "main"]
@@ -107,12 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_cmd = sub.add_parser("data", help="dataset commands")
     data_sub = data_cmd.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
     info = data_sub.add_parser("info", help="statistics table of datasets")
-    info.add_argument("names", nargs="*", metavar="NAME",
-                      help="datasets (default: synthetic + those already downloaded)")
-    info.add_argument("--cache-dir", metavar="DIR",
-                      help="cache root (default $FAMEKIT_CACHE or ~/.cache/famekit)")
-    info.add_argument("--csv", action="store_true", help="CSV instead of a text table")
-    info.add_argument("--no-progress", action="store_true", help="no download progress bars")
+    add_info_arguments(info)
 
     # -- report
     report = sub.add_parser(

@@ -69,8 +69,9 @@ def cosine_knn(
 
 
 def _cache_dir() -> Path:
-    root = os.environ.get("FAMEKIT_CACHE") or Path.home() / ".cache" / "famekit"
-    return Path(root) / "umap"
+    from famekit.datasets.fetch import cache_root
+
+    return cache_root() / "umap"
 
 
 def umap_layout(

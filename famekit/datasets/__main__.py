@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from famekit.datasets.stats import add_info_arguments
 from famekit.errors import FamekitError
 
 
@@ -20,12 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     info = sub.add_parser("info", help="statistics table (users, items, interactions, lengths, "
                           "density, metadata coverage)")
-    info.add_argument("names", nargs="*", metavar="NAME",
-                      help="datasets to show (default: synthetic + already downloaded ones)")
-    info.add_argument("--cache-dir", metavar="DIR",
-                      help="cache root (default $FAMEKIT_CACHE or ~/.cache/famekit)")
-    info.add_argument("--csv", action="store_true", help="print CSV instead of a text table")
-    info.add_argument("--no-progress", action="store_true", help="no download progress bars")
+    add_info_arguments(info)
     return parser
 
 

@@ -96,3 +96,13 @@ def format_table(table: pd.DataFrame) -> str:
         else:
             formatters[column] = lambda v: f"{v:.2f}"
     return table.to_string(formatters=formatters, na_rep="-")
+
+
+def add_info_arguments(info) -> None:
+    """The options of ``info`` (shared with ``famekit data info``)."""
+    info.add_argument("names", nargs="*", metavar="NAME",
+                      help="datasets to show (default: synthetic + already downloaded ones)")
+    info.add_argument("--cache-dir", metavar="DIR",
+                      help="cache root (default $FAMEKIT_CACHE or ~/.cache/famekit)")
+    info.add_argument("--csv", action="store_true", help="print CSV instead of a text table")
+    info.add_argument("--no-progress", action="store_true", help="no download progress bars")
