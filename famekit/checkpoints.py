@@ -374,6 +374,10 @@ def _check_meta(meta: Any, path: Path) -> None:
     if not isinstance(meta["model_config"], dict) or not isinstance(meta["dataset"], dict):
         raise CheckpointError(f"{path}: model_config and dataset must be JSON objects. "
                               "Fix: re-save the run with save_model")
+    weights = meta.get("weights", {})
+    if not isinstance(weights, dict) or not isinstance(weights.get("sha256", ""), str):
+        raise CheckpointError(f"{path}: weights must be a JSON object holding the sha256 of "
+                              f"{WEIGHTS_FILE}. Fix: re-save the run with save_model")
 
 
 def _check_state_matches(model: torch.nn.Module, tensors: dict[str, torch.Tensor],
@@ -604,16 +608,27 @@ def load_train_state(run_dir, optimizer: torch.optim.Optimizer) -> dict[str, Any
             f"{tensors_path} does not match the sha256 recorded in {json_path} (replaced, "
             "damaged or an interrupted save). Fix: resume from an intact save or start afresh"
         )
-    state = _decode(meta["optimizer"], tensors, json_path)
+    # A hand-edited or damaged file can hold anything: every surprise is a CheckpointError.
+    damaged = (TypeError, ValueError, KeyError, IndexError, AttributeError)
+    try:
+        if isinstance(meta["epoch"], bool) or not isinstance(meta["epoch"], int):
+            raise TypeError(f"epoch {meta['epoch']!r} is not a whole number")
+        state = _decode(meta["optimizer"], tensors, json_path)
+        loaded = {
+            "epoch": meta["epoch"],
+            "extra_state": _decode(meta.get("extra_state", {}), tensors, json_path),
+            "rng": _decode(meta.get("rng", {}), tensors, json_path),
+        }
+    except damaged as err:
+        raise CheckpointError(
+            f"{json_path} is damaged or was edited ({type(err).__name__}: {err}). Fix: resume "
+            "from an intact save or start afresh"
+        ) from err
     try:
         optimizer.load_state_dict(state)
-    except (ValueError, KeyError, RuntimeError) as err:
+    except (*damaged, RuntimeError) as err:
         raise CheckpointError(
             f"{json_path}: the saved optimizer state does not fit this optimizer ({err}). "
             "Fix: build the model and optimizer with the same config before resuming"
         ) from err
-    return {
-        "epoch": int(meta["epoch"]),
-        "extra_state": _decode(meta.get("extra_state", {}), tensors, json_path),
-        "rng": _decode(meta.get("rng", {}), tensors, json_path),
-    }
+    return loaded
