@@ -1,0 +1,715 @@
+"""Hostile inputs, table-driven: every way a user's files, a download, a checkpoint or a
+parameter can be wrong, and what famekit must do about it.
+
+One table of case objects per category and one parametrized test per category:
+
+* ``FILE_CASES``: sequence files and item TSVs (``famekit.datasets.load_files``);
+* ``DOWNLOAD_CASES``: the fetch layer against the loopback mirror (``tests/mirror.py``);
+* ``CHECKPOINT_CASES``: run directories (``famekit.checkpoints``, resume);
+* ``PARAMETER_CASES``: notebook parameters (``famekit.workspace``, ``famekit.report``, analysis);
+* ``CLI_CASES``: the same mistakes made at the command line, checked twice: in-process for the
+  error type, and in a fresh ``python -m famekit.cli`` for the user's view (one line on stderr,
+  exit status 2, no traceback).
+
+An error case asserts the famekit error type, that the message names the file (and line) or the
+parameter, and that it says how to fix it ("Fix:"). A few inputs are valid although they look
+odd (blank lines, Windows line ends, a byte-order mark): those cases assert what they load to.
+
+Running as root (CI containers): permission bits do not stop root, so "not writable" is a path
+under a regular FILE (``.../file.txt/run``) or under ``/proc``, which no user can create.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from mirror import closed_port
+
+from famekit.checkpoints import load_run, save_model
+from famekit.datasets import SeqDataset, fetch, load, load_files
+from famekit.errors import (
+    CacheError,
+    CheckpointError,
+    ChecksumError,
+    DataFormatError,
+    DownloadError,
+    FamekitError,
+    ParameterError,
+    UnknownNameError,
+)
+from famekit.model import ModelConfig, build_model
+
+
+@dataclass(frozen=True)
+class Case:
+    """One hostile input.
+
+    ``act(tmp, ctx)`` builds the input under the empty folder ``tmp`` and calls famekit (``ctx``
+    holds what a category needs: the mirror, a trained run). ``error`` is the famekit error it
+    must raise, or None for an input that is valid. ``names`` must all appear in the message
+    (``{tmp}`` stands for the folder). ``check(result_or_error, tmp)`` adds what else must hold:
+    what a valid input loads to, or that nothing was executed or written.
+    """
+
+    id: str
+    act: Callable[[Path, Any], Any]
+    error: type[FamekitError] | None
+    names: tuple[str, ...] = ()
+    check: Callable[[Any, Path], None] | None = None
+
+
+def _expect(case: Case, tmp: Path, ctx=None) -> None:
+    """Run a case and assert its contract (the body of every category's test)."""
+    if case.error is None:
+        result = case.act(tmp, ctx)
+        assert case.check is not None, "a valid-input case must say what it loads to"
+        case.check(result, tmp)
+        return
+    with pytest.raises(FamekitError) as info:
+        case.act(tmp, ctx)
+    error = info.value
+    assert type(error) is case.error, f"{type(error).__name__}: {error}"
+    message = str(error)
+    for fragment in case.names:
+        assert fragment.format(tmp=tmp) in message, (fragment, message)
+    assert "Fix:" in message, message
+    if case.check is not None:
+        case.check(error, tmp)
+
+
+def _ids(cases) -> list[str]:
+    ids = [c.id for c in cases]
+    assert len(set(ids)) == len(ids), "case ids must be unique"
+    return ids
+
+
+# ======================================================================================== files
+def _files(seq: bytes, items: bytes | None = None) -> Callable[[Path, Any], SeqDataset]:
+    """An act that writes ``seq.txt`` (and ``items.tsv``) and loads them with load_files."""
+
+    def act(tmp: Path, ctx) -> SeqDataset:
+        (tmp / "seq.txt").write_bytes(seq)
+        items_path = None
+        if items is not None:
+            items_path = tmp / "items.tsv"
+            items_path.write_bytes(items)
+        return load_files(tmp / "seq.txt", items_path)
+
+    return act
+
+
+def _loads(sequences: list[list[int]], titles: dict[int, str] | None = None):
+    """A check: the dataset holds exactly these sequences (and item titles)."""
+
+    def check(dataset: SeqDataset, tmp: Path) -> None:
+        assert [dataset.sequence(u).tolist() for u in range(dataset.n_users)] == sequences
+        for item, title in (titles or {}).items():
+            assert dataset.items.loc[item, "title"] == title
+        dataset.split().eval_inputs("test")  # usable downstream
+
+    return check
+
+
+SEQ = "{tmp}/seq.txt"
+ITEMS = "{tmp}/items.tsv"
+GOOD_SEQ = b"1 1 2 3\n2 3 4 5\n"
+
+FILE_CASES = [
+    Case("binary-junk", _files(bytes(range(256)) * 4), DataFormatError, (SEQ, "NUL bytes")),
+    Case("binary-junk-without-nul", _files(b"\xff\xd8\xff\xe0\x10JFIF\x01\x02 1 2\n"),
+         DataFormatError, (SEQ, "line 1", "not valid UTF-8", "iconv")),
+    Case("utf16-encoding", _files("1 1 2 3\n".encode("utf-16")), DataFormatError,
+         (SEQ, "NUL bytes", "UTF-8")),
+    Case("latin1-item-titles", _files(GOOD_SEQ, "item_id\ttitle\n1\tCaf\xe9\n".encode("latin-1")),
+         DataFormatError, (ITEMS, "line 2", "not valid UTF-8")),
+    Case("huge-id", _files(b"1 1 2\n2 3 123456789012345678901234567890\n"), DataFormatError,
+         (SEQ, "line 2", "exceeds the limit")),
+    Case("five-thousand-digit-id", _files(b"1 1 2\n2 3 " + b"9" * 5000 + b"\n"),
+         DataFormatError, (SEQ, "line 2", "not an integer id")),
+    Case("negative-id", _files(b"1 1 2\n2 3 -4 5\n"), DataFormatError,
+         (SEQ, "line 2", "id -4 is not positive")),
+    Case("zero-item-id", _files(b"1 1 0 2\n"), DataFormatError,
+         (SEQ, "line 1", "id 0 is not positive", "padding")),
+    Case("zero-user-id", _files(b"0 1 2 3\n"), DataFormatError, (SEQ, "line 1", "id 0")),
+    Case("duplicate-user", _files(b"1 1 2 3\n2 2 3 4\n1 4 5 6\n"), DataFormatError,
+         (SEQ, "line 3", "user 1 already appeared on line 1")),
+    Case("user-without-items", _files(b"1 1 2 3\n2\n"), DataFormatError,
+         (SEQ, "line 2", "user 2 has no items")),
+    Case("decimal-id", _files(b"1 1 2.0 3\n"), DataFormatError, (SEQ, "line 1", "'2.0'")),
+    Case("empty-file", _files(b""), DataFormatError, (SEQ, "no sequences")),
+    Case("directory-instead-of-file", lambda tmp, ctx: load_files(tmp), DataFormatError,
+         ("{tmp}", "cannot read")),
+    Case("missing-file", lambda tmp, ctx: load_files(tmp / "absent.txt"), DataFormatError,
+         ("{tmp}/absent.txt", "cannot read")),
+    Case("blank-lines-are-valid", _files(b"\n\n1 1 2 3\n\n   \n\t\n2 3 4 5\n\n"), None,
+         check=_loads([[1, 2, 3], [3, 4, 5]])),
+    Case("windows-line-ends-are-valid",
+         _files(b"1 1 2 3\r\n2 3 4 5\r\n", b"item_id\ttitle\r\n1\tOne\r\n5\tFive\r\n"), None,
+         check=_loads([[1, 2, 3], [3, 4, 5]], {1: "One", 5: "Five"})),
+    Case("utf8-byte-order-mark-is-valid",
+         _files(b"\xef\xbb\xbf1 1 2 3\n2 3 4 5\n", "\ufeffitem_id\ttitle\n2\tTwo\n".encode()),
+         None, check=_loads([[1, 2, 3], [3, 4, 5]], {2: "Two"})),
+    Case("tsv-missing-column", _files(GOOD_SEQ, b"item_id\ttitle\tbrand\n1\tOne\n"),
+         DataFormatError, (ITEMS, "line 2", "2 fields, the header has 3")),
+    Case("tsv-extra-column", _files(GOOD_SEQ, b"item_id\ttitle\n1\tOne\tSurplus\n"),
+         DataFormatError, (ITEMS, "line 2", "3 fields, the header has 2")),
+    Case("tsv-without-item-id-header", _files(GOOD_SEQ, b"id\ttitle\n1\tOne\n"),
+         DataFormatError, (ITEMS, "line 1", "no 'item_id' column")),
+    Case("tsv-names-items-absent-from-sequences",
+         _files(GOOD_SEQ, b"item_id\ttitle\n1\tOne\n42\tNobody bought me\n"), DataFormatError,
+         (ITEMS, "line 3", "item_id 42", "1..5")),
+    Case("tsv-item-id-zero", _files(GOOD_SEQ, b"item_id\ttitle\n0\tPadding\n"),
+         DataFormatError, (ITEMS, "line 2", "item_id 0")),
+    Case("tsv-duplicate-item", _files(GOOD_SEQ, b"item_id\ttitle\n2\tA\n2\tB\n"),
+         DataFormatError, (ITEMS, "line 3", "repeats line 2")),
+    Case("tsv-field-over-csv-limit",
+         _files(GOOD_SEQ, b"item_id\ttitle\n1\t" + b"x" * 200_000 + b"\n"), DataFormatError,
+         (ITEMS, "line 2", "field larger than field limit")),
+]
+
+
+@pytest.mark.parametrize("case", FILE_CASES, ids=_ids(FILE_CASES))
+def test_sequence_and_metadata_files(case: Case, tmp_path):
+    _expect(case, tmp_path)
+
+
+# ===================================================================================== downloads
+URL = "https://example.org/hostile/payload.bin"
+ZIP_URL = "https://example.org/hostile/archive.zip"
+PAYLOAD = bytes(range(256)) * 64  # 16 KiB
+
+
+def _remote(url: str = URL) -> fetch.RemoteFile:
+    return fetch.RemoteFile(url.rsplit("/", 1)[1], url, hashlib.sha256(PAYLOAD).hexdigest(),
+                            len(PAYLOAD))
+
+
+def _download(fault: str | None = None, retries: int = 1, url: str = URL):
+    def act(tmp: Path, ctx):
+        ctx.mirror.add(url, PAYLOAD)
+        if fault is not None:
+            ctx.mirror.fault(url, fault)
+        return fetch.download(_remote(url), tmp / "cache", progress=False, retries=retries)
+
+    return act
+
+
+def _nothing_left_in(folder: str):
+    """A check: a failed download leaves no file, not even a partial one."""
+
+    def check(error, tmp: Path) -> None:
+        directory = tmp / folder
+        assert not directory.exists() or not list(directory.rglob("*")), list(directory.rglob("*"))
+
+    return check
+
+
+def _offline(tmp: Path, ctx):
+    ctx.monkeypatch.setenv("FAMEKIT_MIRROR", f"http://127.0.0.1:{closed_port()}")
+    return fetch.download(_remote(), tmp / "cache", progress=False, retries=1)
+
+
+def _corrupt_zip(tmp: Path, ctx):
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("x/ratings.dat", b"1::2::5::978300760\n" * 500)
+    data = bytearray(buffer.getvalue())
+    data[60] ^= 0xFF  # inside the compressed member: the CRC check fails
+    ctx.mirror.add(ZIP_URL, bytes(data))
+    return fetch.download(fetch.RemoteFile("archive.zip", ZIP_URL), tmp / "cache",
+                          progress=False)
+
+
+def _cache_under_a_file(tmp: Path, ctx):
+    ctx.mirror.add(URL, PAYLOAD)
+    (tmp / "file.txt").write_text("a file, not a folder")
+    return fetch.download(_remote(), tmp / "file.txt" / "cache", progress=False)
+
+
+def _real_source(name: str, url: str, fault: str):
+    """Load a registered dataset whose upstream file the mirror answers with ``fault``."""
+
+    def act(tmp: Path, ctx):
+        ctx.mirror.fault(url, fault)
+        return load(name, cache_dir=tmp / "cache", progress=False)
+
+    return act
+
+
+def _bad_mirror_variable(tmp: Path, ctx):
+    ctx.monkeypatch.setenv("FAMEKIT_MIRROR", "ftp://mirror.example.org")
+    return fetch.download(_remote(), tmp / "cache", progress=False)
+
+
+ML100K_URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
+
+DOWNLOAD_CASES = [
+    Case("checksum-mismatch", _download("corrupt"), ChecksumError,
+         ("/example.org/hostile/payload.bin", "sha256", "FAMEKIT_MIRROR"),
+         _nothing_left_in("cache")),
+    Case("truncated-file", _download("truncate", retries=1), DownloadError,
+         ("payload.bin", "truncated", "2 attempts"), _nothing_left_in("cache")),
+    Case("http-404", _download("404"), DownloadError, (URL, "HTTP 404"),
+         _nothing_left_in("cache")),
+    Case("http-500", _download("500"), DownloadError, (URL, "HTTP 500", "2 attempts"),
+         _nothing_left_in("cache")),
+    Case("no-network", _offline, DownloadError, (URL, "refused", "internet connection"),
+         _nothing_left_in("cache")),
+    Case("corrupt-zip", _corrupt_zip, ChecksumError, ("archive.zip", "not a valid zip"),
+         _nothing_left_in("cache")),
+    Case("cache-dir-under-a-file", _cache_under_a_file, CacheError,
+         ("{tmp}/file.txt/cache", "FAMEKIT_CACHE")),
+    Case("mirror-variable-not-http", _bad_mirror_variable, ParameterError,
+         ("FAMEKIT_MIRROR", "ftp://mirror.example.org")),
+    Case("dataset-source-404", _real_source("ml-100k", ML100K_URL, "404"), DownloadError,
+         (ML100K_URL, "HTTP 404")),
+]
+
+
+@pytest.mark.parametrize("case", DOWNLOAD_CASES, ids=_ids(DOWNLOAD_CASES))
+def test_downloads(case: Case, tmp_path, mirror_env, monkeypatch):
+    _expect(case, tmp_path, SimpleNamespace(mirror=mirror_env, monkeypatch=monkeypatch))
+
+
+# =================================================================================== checkpoints
+TINY = {"n_items": 20, "kind": "fame", "max_len": 8, "d_model": 16, "n_layers": 2,
+        "n_heads": 2, "n_experts": 2, "dropout": 0.1}
+
+
+def _tiny_dataset(name: str = "tiny", seed: int = 0) -> SeqDataset:
+    rng = np.random.default_rng(seed)
+    return SeqDataset.from_sequences(
+        name, [rng.integers(1, 21, size=rng.integers(3, 10)) for _ in range(12)], n_items=20)
+
+
+def _saved_run(tmp: Path) -> Path:
+    torch.manual_seed(0)
+    dataset = _tiny_dataset()
+    return save_model(tmp / "run", build_model(ModelConfig(**TINY)), dataset_name=dataset.name,
+                      dataset_fingerprint=dataset.fingerprint)
+
+
+def _pickle_payload(sentinel: Path) -> bytes:
+    """A pickle that creates ``sentinel`` when unpickled (it calls open(sentinel, "w"))."""
+
+    class CreatesFile:
+        def __reduce__(self):
+            return (open, (str(sentinel), "w"))
+
+    return pickle.dumps({"state_dict": {}, "trap": CreatesFile()}, protocol=4)
+
+
+def _nothing_executed(error, tmp: Path) -> None:
+    assert not (tmp / "pwned.txt").exists(), "the checkpoint's payload was executed"
+    # The payload is live: unpickling it for real (here, on purpose) does create the file.
+    pickle.loads(_pickle_payload(tmp / "proof.txt"))
+    assert (tmp / "proof.txt").exists()
+
+
+def _pickle_as_safetensors(tmp: Path, ctx):
+    run = _saved_run(tmp)
+    (run / "model.safetensors").write_bytes(_pickle_payload(tmp / "pwned.txt"))
+    return load_run(run, device="cpu")
+
+
+def _torch_save_as_safetensors(tmp: Path, ctx):
+    run = _saved_run(tmp)
+
+    class CreatesFile:
+        def __reduce__(self):
+            return (open, (str(tmp / "pwned.txt"), "w"))
+
+    torch.save({"model": build_model(ModelConfig(**TINY)).state_dict(), "trap": CreatesFile()},
+               run / "model.safetensors")
+    return load_run(run, device="cpu")
+
+
+def _only_a_pt_file(tmp: Path, ctx):
+    run = _saved_run(tmp)
+    (run / "model.safetensors").unlink()
+    (run / "model.pt").write_bytes(_pickle_payload(tmp / "pwned.txt"))
+    return load_run(run, device="cpu")
+
+
+def _truncated_weights(tmp: Path, ctx):
+    run = _saved_run(tmp)
+    data = (run / "model.safetensors").read_bytes()
+    (run / "model.safetensors").write_bytes(data[: len(data) // 2])
+    return load_run(run, device="cpu")
+
+
+def _tampered_config(**changes):
+    """config.json edited so that its model no longer matches the weights (checksum kept)."""
+
+    def act(tmp: Path, ctx):
+        run = _saved_run(tmp)
+        meta = json.loads((run / "config.json").read_text())
+        meta["model_config"].update(changes)
+        (run / "config.json").write_text(json.dumps(meta))
+        return load_run(run, device="cpu")
+
+    return act
+
+
+def _config_text(text: str):
+    def act(tmp: Path, ctx):
+        run = _saved_run(tmp)
+        (run / "config.json").write_text(text)
+        return load_run(run, device="cpu")
+
+    return act
+
+
+def _other_dataset(tmp: Path, ctx):
+    run = _saved_run(tmp)
+    return load_run(run, dataset=_tiny_dataset("other", seed=1), device="cpu")
+
+
+def _weights_of_another_run(tmp: Path, ctx):
+    run = _saved_run(tmp)
+    other = save_model(tmp / "other", build_model(ModelConfig(**TINY)), dataset_name="tiny",
+                       dataset_fingerprint="x")
+    shutil.copy(other / "model.safetensors", run / "model.safetensors")
+    return load_run(run, device="cpu")
+
+
+def _lying_safetensors_header(tmp: Path, ctx):
+    """A header that promises a 10^12-element tensor in a file of a few bytes."""
+    run = _saved_run(tmp)
+    header = json.dumps({"w": {"dtype": "F32", "shape": [1_000_000, 1_000_000],
+                               "data_offsets": [0, 4_000_000_000_000]}}).encode()
+    (run / "model.safetensors").write_bytes(len(header).to_bytes(8, "little") + header + b"\0" * 8)
+    return load_run(run, device="cpu")
+
+
+def _resume_with_train_args(text: str):
+    def act(tmp: Path, ctx):
+        from famekit.training import train
+
+        run = ctx.copy_of_run(tmp)
+        (run / "train_args.json").write_text(text)
+        return train(resume=run, progress=False)
+
+    return act
+
+
+CONFIG = "{tmp}/run/config.json"
+WEIGHTS = "{tmp}/run/model.safetensors"
+
+CHECKPOINT_CASES = [
+    Case("pickle-renamed-to-safetensors", _pickle_as_safetensors, CheckpointError,
+         (WEIGHTS, "Python pickle", "never unpickles"), _nothing_executed),
+    Case("torch-save-renamed-to-safetensors", _torch_save_as_safetensors, CheckpointError,
+         (WEIGHTS, "torch.save zip archive", "never unpickles"), _nothing_executed),
+    Case("only-a-pickled-pt-file", _only_a_pt_file, CheckpointError,
+         (WEIGHTS, "is missing", "model.pt", "never loads pickled"), _nothing_executed),
+    Case("truncated-safetensors", _truncated_weights, CheckpointError, (WEIGHTS, "truncated")),
+    Case("safetensors-header-lies-about-sizes", _lying_safetensors_header, CheckpointError,
+         (WEIGHTS,)),
+    Case("config-shapes-disagree-with-weights", _tampered_config(d_model=32), CheckpointError,
+         (WEIGHTS, CONFIG, "item_embed.weight (file (21, 16), config (21, 32))")),
+    Case("config-asks-for-a-huge-table", _tampered_config(n_items=10**12), CheckpointError,
+         (CONFIG, "shape mismatch", "(1000000000001, 16)")),
+    Case("config-unknown-model-kind", _tampered_config(kind="gru4rec"), CheckpointError,
+         (CONFIG, "kind", "'fame' or 'sasrec'")),
+    Case("config-not-json", _config_text('{"format_version": 1,\n  oops}'), CheckpointError,
+         (CONFIG, "line 2", "invalid JSON")),
+    Case("config-nested-too-deep", _config_text("[" * 100_000 + "]" * 100_000),
+         CheckpointError, (CONFIG, "nested too deeply")),
+    Case("config-is-a-list", _config_text("[1, 2, 3]"), CheckpointError, (CONFIG, "list")),
+    Case("checkpoint-of-another-dataset", _other_dataset, CheckpointError,
+         (CONFIG, "'tiny'", "'other'", _tiny_dataset().fingerprint)),
+    Case("weights-of-another-run", _weights_of_another_run, CheckpointError,
+         (WEIGHTS, CONFIG, "sha256", "replaced or damaged")),
+    Case("run-directory-missing", lambda tmp, ctx: load_run(tmp / "nowhere"), CheckpointError,
+         ("{tmp}/nowhere", "does not exist")),
+    Case("resume-train-args-is-a-list", _resume_with_train_args("[1]"), CheckpointError,
+         ("{tmp}/run/train_args.json", "list")),
+    Case("resume-train-args-lacks-fields", _resume_with_train_args('{"dataset": {}}'),
+         CheckpointError, ("{tmp}/run/train_args.json", "batch_size")),
+]
+
+
+@dataclass
+class TrainedRun:
+    """A finished 1-epoch run on a sequence file, trained once per module."""
+
+    run_dir: Path
+    sequences: Path
+
+    def copy_of_run(self, tmp: Path) -> Path:
+        return Path(shutil.copytree(self.run_dir, tmp / "run"))
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> TrainedRun:
+    from famekit.training import train
+
+    folder = tmp_path_factory.mktemp("trained")
+    rng = np.random.default_rng(0)
+    sequences = folder / "shop.txt"
+    sequences.write_text("".join(
+        f"{u} " + " ".join(map(str, rng.integers(1, 40, size=rng.integers(3, 10)))) + "\n"
+        for u in range(1, 61)))
+    threads = torch.get_num_threads()
+    try:
+        train(load_files(sequences, name="shop"), out_dir=folder / "run", epochs=1,
+              d_model=16, n_heads=2, n_experts=2, max_len=10, batch_size=32, threads=1,
+              progress=False)
+    finally:
+        torch.set_num_threads(threads)  # train() set it for this process
+    return TrainedRun(folder / "run", sequences)
+
+
+@pytest.mark.parametrize("case", CHECKPOINT_CASES, ids=_ids(CHECKPOINT_CASES))
+def test_checkpoints(case: Case, tmp_path, trained_run):
+    _expect(case, tmp_path, trained_run)
+
+
+# ========================================================================= notebook parameters
+@dataclass
+class Analysed:
+    """An untrained FAME on a small synthetic world: enough for parameter checks."""
+
+    model: Any
+    dataset: SeqDataset
+
+
+@pytest.fixture(scope="module")
+def analysed() -> Analysed:
+    from famekit.datasets import synthetic
+
+    dataset = synthetic.generate(n_users=60, n_items=150, n_brands=12)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(n_items=dataset.n_items, d_model=16, n_heads=2,
+                                    n_experts=2, max_len=20))
+    return Analysed(model.eval(), dataset)
+
+
+def _open_run(*args, **kwargs):
+    def act(tmp: Path, ctx):
+        from famekit import workspace
+
+        return workspace.open_run(*args, **kwargs, progress=False)
+
+    return act
+
+
+def _nothing_trained(error, tmp: Path) -> None:
+    assert not list(tmp.glob("runs/*")), "a run directory was created"
+
+
+def _report_into(out: str):
+    def act(tmp: Path, ctx):
+        from famekit import report
+
+        (tmp / "file.txt").write_text("a file, not a folder")
+        return report.generate_reports("synthetic", out=out.format(tmp=tmp), progress=False)
+
+    return act
+
+
+def _report_on(dataset: str):
+    def act(tmp: Path, ctx):
+        from famekit import report
+
+        return report.generate_reports(dataset, out=tmp / "reports", progress=False)
+
+    return act
+
+
+def _analysis(call: Callable[[Analysed], Any]):
+    return lambda tmp, ctx: call(ctx)
+
+
+def _alignment(**kwargs):
+    from famekit import analysis
+
+    return _analysis(lambda a: analysis.alignment_matrix(a.model, a.dataset, **kwargs))
+
+
+def _knockouts(**kwargs):
+    from famekit import analysis
+
+    return _analysis(lambda a: analysis.head_knockout_table(
+        a.model, a.dataset, analysis.item_labels(a.dataset, "genre"), **kwargs))
+
+
+def _routing(user: int, head: int):
+    from famekit import analysis
+
+    return _analysis(lambda a: analysis.user_routing(
+        analysis.collect_activations(a.model, a.dataset), user, head))
+
+
+PARAMETER_CASES = [
+    Case("DATASET-unknown", _open_run("beuty"), ParameterError, ("'beuty'", "beauty")),
+    Case("RUN_DIR-does-not-exist", _open_run("synthetic", "/nonexistent/famekit-run"),
+         CheckpointError, ("/nonexistent/famekit-run", "does not exist")),
+    Case("SEED-negative", _open_run("synthetic", None, -1, quick=True), ParameterError,
+         ("seed", "-1"), _nothing_trained),
+    Case("QUICK-on-a-real-dataset", _open_run("beauty", None, 0, quick=True), ParameterError,
+         ("quick", "'beauty'"), _nothing_trained),
+    Case("K-negative", _alignment(k=-1), ParameterError, ("k=-1",)),
+    Case("N_PERMUTATIONS-negative", _alignment(n_permutations=-1), ParameterError,
+         ("n_permutations=-1",)),
+    Case("MAX_USERS-negative", _knockouts(max_users=-5), ParameterError, ("max_users=-5",)),
+    Case("HEAD-out-of-range", _routing(0, 7), ParameterError, ("head 7", "0..1")),
+    Case("report-out-under-a-file", _report_into("{tmp}/file.txt/reports"), ParameterError,
+         ("{tmp}/file.txt/reports", "--out")),
+    Case("report-out-in-proc", _report_into("/proc/famekit-reports"), ParameterError,
+         ("/proc/famekit-reports", "--out")),
+    Case("report-unknown-dataset", _report_on("beuty"), ParameterError, ("'beuty'",)),
+]
+
+
+@pytest.mark.parametrize("case", PARAMETER_CASES, ids=_ids(PARAMETER_CASES))
+def test_notebook_parameters(case: Case, tmp_path, monkeypatch, analysed):
+    monkeypatch.setenv("FAMEKIT_RUNS", str(tmp_path / "runs"))
+    _expect(case, tmp_path, analysed)
+
+
+# =========================================================================================== CLI
+@dataclass(frozen=True)
+class CliCase:
+    """A command line that must fail with ``error``: one line on stderr, exit status 2.
+
+    ``argv`` may use ``{tmp}`` (an empty folder), ``{run}`` (a copy of a finished run) and
+    ``{seq}`` (that run's sequence file); ``setup(tmp, run)`` damages what it needs first.
+    """
+
+    id: str
+    argv: tuple[str, ...]
+    error: type[FamekitError]
+    names: tuple[str, ...]
+    setup: Callable[[Path, Path], None] | None = None
+    fault: tuple[str, str] | None = None  # (url, kind) the loopback mirror answers with
+    check: Callable[[Path], None] | None = field(default=None)
+
+
+SMALL_WORLD = ("--data-option", "n_users=60", "--data-option", "n_items=150", "--epochs", "1",
+               "--no-progress")
+
+
+def _write(name: str, content: bytes):
+    return lambda tmp, run: (tmp / name).write_bytes(content)
+
+
+def _damage_weights_with_a_pickle(tmp: Path, run: Path) -> None:
+    (run / "model.safetensors").write_bytes(_pickle_payload(tmp / "pwned.txt"))
+
+
+def _no_file_executed(tmp: Path) -> None:
+    assert not (tmp / "pwned.txt").exists()
+
+
+def _make_file(tmp: Path, run: Path) -> None:
+    (tmp / "file.txt").write_text("a file, not a folder")
+
+
+def _change_the_data(tmp: Path, run: Path) -> None:
+    """The run's sequence file now holds other interactions than those it was trained on."""
+    changed = tmp / "changed.txt"
+    changed.write_text("1 1 2 3 4\n2 4 3 2 1\n")
+    args = json.loads((run / "train_args.json").read_text())
+    args["dataset"]["sequences"] = str(changed)
+    (run / "train_args.json").write_text(json.dumps(args))
+
+
+CLI_CASES = [
+    CliCase("unknown-dataset", ("train", "--dataset", "nosuchdata", "--out", "{tmp}/r"),
+            UnknownNameError, ("unknown dataset 'nosuchdata'", "beauty")),
+    CliCase("negative-epochs", ("train", "--sequences", "{seq}", "--epochs", "-3",
+                                "--out", "{tmp}/r"),
+            ParameterError, ("epochs", "-3", "--epochs")),
+    CliCase("negative-batch-size", ("train", "--sequences", "{seq}", "--batch-size", "-8",
+                                    "--out", "{tmp}/r"),
+            ParameterError, ("batch_size", "-8", "--batch-size")),
+    CliCase("negative-dataset-size", ("train", "--dataset", "synthetic", "--data-option",
+                                      "n_users=-5", "--out", "{tmp}/r"),
+            ParameterError, ("n_users=-5",)),
+    CliCase("zero-eval-batch-size", ("evaluate", "{run}", "--batch-size", "0", "--no-progress"),
+            ParameterError, ("batch_size", "0")),
+    CliCase("run-directory-does-not-exist", ("evaluate", "{tmp}/nowhere"), CheckpointError,
+            ("{tmp}/nowhere", "does not exist")),
+    CliCase("resume-directory-does-not-exist", ("train", "--resume", "{tmp}/nowhere"),
+            CheckpointError, ("{tmp}/nowhere", "does not exist")),
+    CliCase("out-under-a-regular-file", ("train", *SMALL_WORLD, "--out", "{tmp}/file.txt/run"),
+            ParameterError, ("{tmp}/file.txt/run", "--out"), setup=_make_file),
+    CliCase("out-in-proc", ("train", *SMALL_WORLD, "--out", "/proc/famekit-run"),
+            ParameterError, ("/proc/famekit-run", "--out")),
+    CliCase("malformed-sequence-file", ("train", "--sequences", "{tmp}/bad.txt"),
+            DataFormatError, ("{tmp}/bad.txt", "line 2"),
+            setup=_write("bad.txt", b"1 2 3 4\n2 5 x 7\n")),
+    CliCase("pickle-as-weights", ("evaluate", "{run}", "--no-progress"), CheckpointError,
+            ("{run}/model.safetensors", "never unpickles"),
+            setup=_damage_weights_with_a_pickle, check=_no_file_executed),
+    CliCase("data-changed-since-training", ("evaluate", "{run}", "--no-progress"),
+            CheckpointError, ("'shop'", "fingerprint", "same data"), setup=_change_the_data),
+    CliCase("report-out-under-a-regular-file", ("report", "--out", "{tmp}/file.txt/reports",
+                                                "--no-progress"),
+            ParameterError, ("{tmp}/file.txt/reports", "--out"), setup=_make_file),
+    CliCase("unknown-dataset-info", ("data", "info", "nosuchdata"), UnknownNameError,
+            ("nosuchdata",)),
+    CliCase("download-404", ("data", "info", "ml-100k", "--cache-dir", "{tmp}/cache",
+                             "--no-progress"),
+            DownloadError, (ML100K_URL, "HTTP 404"), fault=(ML100K_URL, "404")),
+]
+
+
+def _run_in_process(argv: list[str]) -> None:
+    """The CLI's command function itself, so that the raised error keeps its type."""
+    from famekit.cli import COMMANDS, build_parser
+
+    args = build_parser().parse_args(argv)
+    threads = torch.get_num_threads()
+    try:
+        COMMANDS[args.command](args)
+    finally:
+        torch.set_num_threads(threads)  # train() sets it for the whole process
+
+
+@pytest.mark.slow  # a fresh interpreter per case (~2-3 s each)
+@pytest.mark.parametrize("case", CLI_CASES, ids=_ids(CLI_CASES))
+def test_command_line(case: CliCase, tmp_path, trained_run, mirror_env):
+    run = trained_run.copy_of_run(tmp_path) if "{run}" in " ".join(case.argv) else None
+    if case.setup is not None:
+        case.setup(tmp_path, run)
+    if case.fault is not None:
+        mirror_env.fault(*case.fault)
+    argv = [a.format(tmp=tmp_path, run=run, seq=trained_run.sequences) for a in case.argv]
+    names = [n.format(tmp=tmp_path, run=run) for n in case.names]
+
+    with pytest.raises(FamekitError) as info:
+        _run_in_process(argv)
+    assert type(info.value) is case.error, f"{type(info.value).__name__}: {info.value}"
+    for fragment in (*names, "Fix:"):
+        assert fragment in str(info.value), (fragment, str(info.value))
+
+    done = subprocess.run([sys.executable, "-m", "famekit.cli", *argv], capture_output=True,
+                          text=True, timeout=180, check=False,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0] == "famekit: error: " + " ".join(str(info.value).split())
+    if case.check is not None:
+        case.check(tmp_path)
