@@ -130,20 +130,25 @@ def target_ranks(
 
     Returns:
         int64 [B]: candidates (padding, excluded items and the target itself left out) whose
-        score is >= the target's score. A NaN score counts as -inf, so a model that outputs NaN
-        for the target ranks it last rather than first.
+        score is >= the target's score. A NaN score counts as lower than any number (-inf
+        included), so a model that outputs NaN for the target ranks it last rather than first.
     """
-    # [B, V+1]; NaN compares false with everything, which would rank a NaN target first.
-    scores = torch.nan_to_num(scores.float(), nan=-math.inf)
+    scores = scores.float()                                               # [B, V+1]
+    # NaN compares false with everything, which would rank a NaN target first. Only a batch
+    # holding NaN/inf pays for the cleaned copy (one more [B, V+1] float: memory, spec §5).
+    if not bool(torch.isfinite(scores).all()):
+        scores = torch.nan_to_num(scores, nan=-math.inf)
     target_col = targets.view(-1, 1)                                      # [B, 1]
     target_scores = scores.gather(1, target_col)                          # [B, 1]
-    candidate = torch.ones_like(scores, dtype=torch.bool)                 # [B, V+1]
-    candidate[:, 0] = False
+    # One [B, V+1] bool: "scores at least the target's", then the non-candidates are cleared
+    # in place (padding column, history, the target itself, which never competes with itself
+    # and is ranked even if it is in the history).
+    counted = scores >= target_scores                                     # [B, V+1]
+    counted[:, 0] = False
     if exclude is not None and exclude.numel():
-        candidate.scatter_(1, exclude, False)
-    # The target never competes with itself (and is ranked even if it is in the history).
-    candidate.scatter_(1, target_col, False)
-    return ((scores >= target_scores) & candidate).sum(dim=1)            # [B]
+        counted.scatter_(1, exclude, False)
+    counted.scatter_(1, target_col, False)
+    return counted.sum(dim=1)                                             # [B]
 
 
 # ------------------------------------------------------------------------------------- evaluate

@@ -251,3 +251,40 @@ def test_any_train_state_json_loads_or_is_refused(run_dir, data):
     finally:
         path.write_text(saved_text)
     assert isinstance(state["epoch"], int)
+
+
+# ------------------------------------------------------------------------------ ranking
+SCORES = st.sampled_from([float("nan"), float("inf"), -float("inf"), -2.0, -1.0, 0.0, 0.5, 1.0,
+                          2.0])
+
+
+@FUZZ
+@given(data=st.data(), rows=st.integers(1, 4), n_items=st.integers(1, 12))
+def test_target_ranks_match_a_plain_count(data, rows, n_items):
+    """evaluation.target_ranks (in-place masks, a cleaned copy only for NaN/inf batches) equals
+    its definition: candidates (not padding, history or the target) scoring >= the target,
+    with NaN below every number, -inf included (a NaN target ranks last)."""
+    from famekit.evaluation import target_ranks
+
+    scores = np.array(data.draw(st.lists(st.lists(SCORES, min_size=n_items + 1,
+                                                  max_size=n_items + 1),
+                                         min_size=rows, max_size=rows)), dtype=np.float32)
+    targets = np.array(data.draw(st.lists(st.integers(1, n_items), min_size=rows,
+                                          max_size=rows)))
+    width = data.draw(st.integers(0, 4))
+    history = np.array(data.draw(st.lists(st.lists(st.integers(0, n_items), min_size=width,
+                                                   max_size=width),
+                                          min_size=rows, max_size=rows)),
+                       dtype=np.int64).reshape(rows, width)
+    def key(value: float) -> tuple:  # NaN sorts below -inf
+        return (0, 0.0) if np.isnan(value) else (1, float(value))
+
+    expected = []
+    for row in range(rows):
+        excluded = {0, int(targets[row]), *history[row].tolist()}
+        target = key(scores[row, targets[row]])
+        expected.append(sum(1 for item in range(n_items + 1)
+                            if item not in excluded and key(scores[row, item]) >= target))
+    got = target_ranks(torch.from_numpy(scores), torch.from_numpy(targets),
+                       torch.from_numpy(history))
+    assert got.tolist() == expected
