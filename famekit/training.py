@@ -627,12 +627,20 @@ def _fit(ctx, data: SeqDataset, config: ModelConfig, args: dict, run_dir: Path, 
     # A run interrupted before its first epoch finished has no train state: it starts over.
     if resumed and (run_dir / "train_state.json").is_file():
         state = load_train_state(run_dir, optimizer)
-        extra = state["extra_state"]
-        _load_weights(model, extra["model"], run_dir)
-        restore_rng_state(state["rng"])
-        epoch = int(state["epoch"])
-        stopper = EarlyStopping.from_dict(extra["early_stopping"], args["patience"])
-        history = list(extra["history"])
+        try:  # an edited train_state.json can hold anything: refuse it in one clear line
+            extra = state["extra_state"]
+            _load_weights(model, extra["model"], run_dir)
+            restore_rng_state(state["rng"])
+            epoch = int(state["epoch"])
+            stopper = EarlyStopping.from_dict(extra["early_stopping"], args["patience"])
+            history = list(extra["history"])
+            if not all(isinstance(row, dict) for row in history):
+                raise TypeError("history rows must be objects")
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            raise CheckpointError(
+                f"{run_dir / 'train_state.json'} is damaged or was edited ({type(exc).__name__}: "
+                f"{exc}). Fix: restore the file, or start the run again (--overwrite)"
+            ) from None
         if args["epochs"] < epoch:
             raise ParameterError(
                 f"{run_dir} has already trained {epoch} epochs, more than epochs="

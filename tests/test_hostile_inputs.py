@@ -319,7 +319,7 @@ def _pickle_payload(sentinel: Path) -> bytes:
 def _nothing_executed(error, tmp: Path) -> None:
     assert not (tmp / "pwned.txt").exists(), "the checkpoint's payload was executed"
     # The payload is live: unpickling it for real (here, on purpose) does create the file.
-    pickle.loads(_pickle_payload(tmp / "proof.txt"))
+    pickle.loads(_pickle_payload(tmp / "proof.txt"))["trap"].close()
     assert (tmp / "proof.txt").exists()
 
 
@@ -410,6 +410,24 @@ def _resume_with_train_args(text: str):
     return act
 
 
+def _resume_with_train_state(key: str, value):
+    """train_state.json with one entry of its extra state / RNG replaced (checksums intact:
+    the tensors file is untouched, only the JSON was edited)."""
+
+    def act(tmp: Path, ctx):
+        from famekit.training import train
+
+        run = ctx.copy_of_run(tmp)
+        path = run / "train_state.json"
+        meta = json.loads(path.read_text())
+        section, name = key.split(".")
+        meta[section][name] = value
+        path.write_text(json.dumps(meta))
+        return train(resume=run, epochs=2, progress=False)
+
+    return act
+
+
 CONFIG = "{tmp}/run/config.json"
 WEIGHTS = "{tmp}/run/model.safetensors"
 
@@ -442,6 +460,10 @@ CHECKPOINT_CASES = [
          ("{tmp}/nowhere", "does not exist")),
     Case("resume-train-args-is-a-list", _resume_with_train_args("[1]"), CheckpointError,
          ("{tmp}/run/train_args.json", "list")),
+    Case("resume-train-state-rng-edited", _resume_with_train_state("rng.python", 5),
+         CheckpointError, ("{tmp}/run/train_state.json", "damaged or was edited")),
+    Case("resume-train-state-history-edited", _resume_with_train_state("extra_state.history", 7),
+         CheckpointError, ("{tmp}/run/train_state.json", "damaged or was edited")),
     Case("resume-train-args-lacks-fields", _resume_with_train_args('{"dataset": {}}'),
          CheckpointError, ("{tmp}/run/train_args.json", "batch_size")),
 ]
