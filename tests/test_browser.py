@@ -148,13 +148,27 @@ def test_explorer_in_jupyterlab_reacts_to_the_user_slider(browser, jupyterlab):
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=90_000)
     page.locator(".jp-Notebook").first.click()
     page.keyboard.press("Escape")
-    # Run > Run All Cells through the command palette-free shortcut-less route: the menu
-    page.get_by_role("menuitem", name="Run", exact=True).click()
-    page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
-    page.wait_for_selector(".widget-slider", timeout=180_000)
-    page.wait_for_function(
-        "document.querySelectorAll('.jp-OutputArea .js-plotly-plot').length >= 2",
-        timeout=180_000)
+    # Run > Run All Cells. A click that lands before the kernel is connected runs nothing,
+    # so repeat it until the first code cell shows an execution prompt ([*] or [1]).
+    for _attempt in range(6):
+        page.get_by_role("menuitem", name="Run", exact=True).click()
+        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+        try:
+            page.wait_for_function(
+                "[...document.querySelectorAll('.jp-InputArea-prompt')]"
+                ".some(p => /\\[(\\*|\\d+)\\]/.test(p.textContent))", timeout=30_000)
+            break
+        except Exception:
+            continue
+    ARTIFACTS.mkdir(exist_ok=True)
+    try:
+        page.wait_for_selector(".widget-slider", timeout=240_000)
+        page.wait_for_function(
+            "document.querySelectorAll('.jp-OutputArea .js-plotly-plot').length >= 2",
+            timeout=240_000)
+    except Exception:
+        page.screenshot(path=str(ARTIFACTS / "explorer-timeout.png"), full_page=True)
+        raise
     time.sleep(2)
     routing_before = _plot_state(page, "routing")
     gates_before = _plot_state(page, "gate")
@@ -167,7 +181,6 @@ def test_explorer_in_jupyterlab_reacts_to_the_user_slider(browser, jupyterlab):
     page.wait_for_timeout(3000)
     routing_after = _plot_state(page, "routing")
     gates_after = _plot_state(page, "gate")
-    ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "explorer-after-slider.png"), full_page=True)
     assert routing_after != routing_before, "the routing heatmap did not change"
     assert gates_after != gates_before, "the gate chart did not change"
