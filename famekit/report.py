@@ -319,16 +319,29 @@ def generate_reports(
                 ipynb=_relative(folder / f"{name}.ipynb", out),
                 html=_relative(folder / f"{name}.html", out)))
         result.seconds = time.perf_counter() - started
+        entries = [asdict(n) for n in result.notebooks]
+        if only:  # a partial run keeps the other notebooks' previous entries
+            fresh = {n.name for n in result.notebooks}
+            entries = sorted(entries + [e for e in _previous_entries(folder)
+                                        if e.get("name") not in fresh],
+                             key=lambda e: e["name"])
         atomic_write_json(folder / STATUS_FILE, {
             "dataset": dataset,
             "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "seconds": round(result.seconds, 1),
             "parameters": parameters,
             "metrics": result.metrics,
-            "notebooks": [asdict(n) for n in result.notebooks],
+            "notebooks": entries,
         })
     write_index(out)
     return result
+
+
+def _previous_entries(folder: Path) -> list[dict]:
+    try:
+        return list(json.loads((folder / STATUS_FILE).read_text()).get("notebooks", []))
+    except (OSError, ValueError, AttributeError):
+        return []
 
 
 def _relative(path: Path, root: Path) -> str:

@@ -211,6 +211,18 @@ def test_embedding_scatter_and_grid(world):
         assert len({c for (n, _), c in colour.items() if n == name}) == 1
     assert sum(t.showlegend for t in grid.data) == 5
     assert len(F.embedding_grid(layouts, keys=["full", 1]).data) == 2
+    few = F.embedding_grid(layouts, labels, items=world.items, max_points=20, keys=[0, "full"])
+    shown = [t for t in few.data if t.xaxis == "x"]
+    assert sum(len(t.x) for t in shown) == 20
+    first = {(round(x, 5), round(y, 5)) for t in shown for x, y in zip(t.x, t.y)}
+    assert first <= {(round(x, 5), round(y, 5)) for x, y in layouts[0]}  # real points, no copies
+    titles = [text for t in shown for text in t.text]
+    for t in shown:  # the hover text still belongs to the point drawn
+        for x, y, text in zip(t.x, t.y, t.text):
+            row = int(np.flatnonzero(np.isclose(layouts[0][:, 0], x)
+                                     & np.isclose(layouts[0][:, 1], y))[0])
+            assert world.items.at[row + 1, "title"] in text
+    assert len(titles) == 20
     with pytest.raises(ParameterError, match=f"{V + 1} \\(one per item id"):
         F.embedding_scatter(layouts[0], labels[:-3])
     with pytest.raises(ParameterError, match=r"layout must be a float array \[V, 2\]"):

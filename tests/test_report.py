@@ -95,6 +95,19 @@ def test_a_failing_notebook_keeps_the_previous_report_and_the_others(tmp_path, f
     assert not leftovers
 
 
+def test_a_partial_run_keeps_the_other_notebooks_in_the_index(tmp_path, fake_runs):
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _notebook(nbs / "00_a.ipynb", "print('a')")
+    _notebook(nbs / "01_b.ipynb", "print('b')")
+    out = tmp_path / "reports"
+    report.generate_reports("synthetic", out=out, notebooks_dir=nbs, progress=False)
+    report.generate_reports("synthetic", out=out, notebooks_dir=nbs, progress=False, only=["01"])
+    status = json.loads((out / "synthetic" / "report.json").read_text())
+    assert [n["name"] for n in status["notebooks"]] == ["00_a", "01_b"]
+    assert "00_a.html" in (out / "index.html").read_text()
+
+
 def test_a_second_report_into_the_same_folder_is_refused(tmp_path, fake_runs):
     nbs = tmp_path / "nbs"
     nbs.mkdir()

@@ -139,12 +139,15 @@ def embedding_scatter(layout, labels=None, *, items=None, top_n: int = 10,
 
 def embedding_grid(layouts: dict, labels=None, *, keys=None, items=None, top_n: int = 10,
                    field: str | None = None, max_cols: int = 3, marker_size: float = 4,
+                   max_points: int | None = None, seed: int = 0,
                    title: str | None = None, height: int | None = None) -> go.Figure:
     """Small multiples: one panel per head (and ``"full"``), same colours for a label in
     every panel, one shared legend.
 
     ``layouts``: :func:`famekit.analysis.head_layouts` (``{0: [V, 2], ..., "full": [V, 2]}``);
-    ``keys``: which panels, in order (default: all heads, then ``"full"``).
+    ``keys``: which panels, in order (default: all heads, then ``"full"``);
+    ``max_points``: draw a seeded random subset of that many items (the same in every panel),
+    which keeps the figure of a large catalogue small; colours still come from all items.
     """
     if not isinstance(layouts, dict) or not layouts:
         raise ParameterError(
@@ -167,6 +170,12 @@ def embedding_grid(layouts: dict, labels=None, *, keys=None, items=None, top_n: 
     cats, ordered, colours = _categories(point_labels, n_points, top_n)
     # Every panel repeats the hover texts: titles only keep a 12k-item grid's HTML small.
     hover = _hover(items, n_points, fields=("title",))
+    shown = np.arange(n_points)
+    max_points = positive_int(max_points, "max_points")
+    if max_points is not None and max_points < n_points:
+        shown = np.sort(np.random.default_rng(seed).choice(n_points, max_points, replace=False))
+    cats, hover = cats[shown], [hover[i] for i in shown]
+    arrays = {k: a[shown] for k, a in arrays.items()}
     rows, cols = grid_shape(len(chosen), max_cols=max_cols)
     names = [f"head {k}" if not isinstance(k, str) else f"{k} embedding" for k in chosen]
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=names,
@@ -179,5 +188,5 @@ def embedding_grid(layouts: dict, labels=None, *, keys=None, items=None, top_n: 
     fig.update_yaxes(showticklabels=False, zeroline=False, showgrid=False)
     fig.update_layout(legend={"title": {"text": field or ""}, "itemsizing": "constant"})
     return apply_style(fig, title or "Item sub-embeddings per head (UMAP)",
-                       f"{n_points} items; axes are UMAP coordinates (no unit)",
+                       f"{len(shown)} of {n_points} items; axes are UMAP coordinates (no unit)",
                        height=height or 110 + 330 * rows, top_extra=28)
