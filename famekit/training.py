@@ -182,7 +182,7 @@ def _check_int(name: str, value, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ParameterError(
             f"{name} must be a whole number >= {minimum}, got {value!r}. "
-            f"Fix: pass {name}={max(minimum, 1)} or more (CLI --{name.replace('_', '-')})"
+            f"Fix: pass {name}={minimum} or more (CLI --{name.replace('_', '-')})"
         )
     return int(value)
 
