@@ -264,10 +264,13 @@ def main(argv: list[str] | None = None) -> int:
     log_path = out / "invocations.json"
     log = json.loads(log_path.read_text()) if log_path.is_file() else {"argv": [], "hypers": {},
                                                                         "recbole": []}
+    # The command that (re)produces these runs: a --table-only call records the training call.
     invocation = shlex.join(["benchmarks/reproduce.py",
-                             *(argv if argv is not None else sys.argv[1:])])
+                             *(a for a in (argv if argv is not None else sys.argv[1:])
+                               if a != "--table-only")])
     if invocation not in log["argv"]:
         log["argv"].append(invocation)
+    atomic_write_json(log_path, log)
     hypers, recbole_cmds = log["hypers"], log["recbole"]
     for name in args.datasets:
         data = load_dataset(name)
