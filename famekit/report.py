@@ -22,16 +22,19 @@ Guarantees:
   (``application/vnd.plotly.v1+json``, small); the HTML gets a ``div`` per figure rendered by one
   shared copy of plotly.js (``reports/assets/plotly.min.js``, from the installed plotly package),
   referenced relatively: the reports render without network, and 14 reports cost one plotly.js,
-  not fourteen. Widget state that papermill stores in the notebook metadata is dropped (saved
-  widgets cannot run Python; each explorer shows a static view instead).
+  not fourteen; nbconvert's page theme is shared the same way (``assets/notebook-<hash>.css``).
+  Widget state that papermill stores in the notebook metadata is dropped (saved widgets
+  cannot run Python; each explorer shows a static view instead).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import html
 import json
 import os
+import re
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -136,6 +139,30 @@ def notebook_to_html(nb, plotly_src: str, title: str) -> str:
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
     script = f'<script src="{plotly_src}" charset="utf-8"></script>'
     return body.replace("</head>", f"{script}\n</head>", 1)
+
+
+_HEAD_STYLE = re.compile(r"<style[^>]*>.*?</style>\s*", re.S)
+
+
+def share_head_styles(page: str, out: Path, href_prefix: str) -> str:
+    """Move the page's ``<head>`` styles (nbconvert's ~300 kB lab theme, the same for every
+    report) into one ``assets/notebook-<hash>.css`` under ``out`` and link it instead."""
+    head_end = page.find("</head>")
+    if head_end < 0:
+        return page
+    head, rest = page[:head_end], page[head_end:]
+    styles = _HEAD_STYLE.findall(head)
+    if not styles:
+        return page
+    css = "\n".join(re.sub(r"^<style[^>]*>|</style>\s*$", "", block.strip()) for block in styles)
+    name = f"notebook-{hashlib.sha256(css.encode()).hexdigest()[:12]}.css"
+    target = out / ASSETS / name
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(target, css)
+    head = _HEAD_STYLE.sub("", head)
+    link = f'<link rel="stylesheet" href="{href_prefix}{ASSETS}/{name}">\n'
+    return head + link + rest
 
 
 def _strip_widget_state(nb) -> None:
@@ -310,7 +337,8 @@ def generate_reports(
             running.unlink(missing_ok=True)
             _strip_widget_state(nb)
             nb.metadata.setdefault("famekit", {}).update(parameters)
-            html_text = notebook_to_html(nb, plotly_src, f"{dataset} - {name}")
+            html_text = share_head_styles(
+                notebook_to_html(nb, plotly_src, f"{dataset} - {name}"), out, "../")
             atomic_write_text(folder / f"{name}.ipynb", nbformat.writes(nb))
             atomic_write_text(folder / f"{name}.html", html_text)
             (folder / f"{name}.failed.ipynb").unlink(missing_ok=True)

@@ -65,6 +65,11 @@ def test_reports_notebooks_html_and_index(tmp_path, fake_runs):
     assert 'src="../assets/plotly.min.js"' in page and "Plotly.newPlot" in page
     assert "cdn.plot.ly" not in page and "cdn.jsdelivr" not in page
     assert (out / "assets" / "plotly.min.js").stat().st_size > 1_000_000
+    styles = list((out / "assets").glob("notebook-*.css"))
+    assert len(styles) == 1 and styles[0].stat().st_size > 10_000  # one theme for all reports
+    assert f'href="../assets/{styles[0].name}"' in page and "<style type" not in page
+    second = (out / "synthetic" / "01_second.html").read_text()
+    assert f'href="../assets/{styles[0].name}"' in second
     index = (out / "index.html").read_text()
     assert "synthetic/00_first.html" in index and "0.2500" in index  # NDCG@10 of the run
     status = json.loads((out / "synthetic" / "report.json").read_text())
