@@ -137,10 +137,14 @@ def notebook_to_html(nb, plotly_src: str, title: str) -> str:
     exporter.exclude_input_prompt = True
     exporter.exclude_output_prompt = True
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
+    # nbconvert's lab template loads MathJax from a CDN; reports must not reach the network
+    # (the notebooks use no LaTeX), so that script is dropped.
+    body = _CDN_SCRIPT.sub("", body)
     script = f'<script src="{plotly_src}" charset="utf-8"></script>'
     return body.replace("</head>", f"{script}\n</head>", 1)
 
 
+_CDN_SCRIPT = re.compile(r'<script[^>]*\ssrc="https?://[^"]*"[^>]*>\s*</script>\s*')
 _HEAD_STYLE = re.compile(r"<style[^>]*>.*?</style>\s*", re.S)
 
 

@@ -64,6 +64,7 @@ def test_reports_notebooks_html_and_index(tmp_path, fake_runs):
     page = (out / "synthetic" / "00_first.html").read_text()
     assert 'src="../assets/plotly.min.js"' in page and "Plotly.newPlot" in page
     assert "cdn.plot.ly" not in page and "cdn.jsdelivr" not in page
+    assert 'src="http' not in page, "nothing is loaded from the network"
     assert (out / "assets" / "plotly.min.js").stat().st_size > 1_000_000
     styles = list((out / "assets").glob("notebook-*.css"))
     assert len(styles) == 1 and styles[0].stat().st_size > 10_000  # one theme for all reports
