@@ -14,8 +14,11 @@ system's peak resident memory: interpreter + torch + data + training + evaluatio
 * **wall time to reach RecBole SASRec's best validation NDCG@10** (the honest comparison):
   cumulative seconds (training + validation) to the first epoch whose validation NDCG@10 is
   >= RecBole's best, read from the histories (famekit ``metrics.csv``, the bridge's
-  ``result.json``). Pass finished long runs with ``--recbole-run/--sasrec-run/--fame-run`` to
-  compare converged runs; by default the short runs of this invocation are used;
+  ``result.json``). Pass converged runs (e.g. those of benchmarks/reproduce.py, trained side by
+  side on this machine) with ``--recbole-run/--sasrec-run/--fame-run``: their histories give
+  time-to-target and per-epoch means over every epoch; the short runs of this invocation
+  still give peak memory and the one-invocation epoch times. Without them the short runs are
+  used for everything;
 * **FLOP/s of a training step** (forward + backward + Adam on real length-bucketed batches of
   the dataset; FLOPs counted by ``torch.utils.flop_counter.FlopCounterMode``) against the
   machine's measured fp32 GEMM peak (``torch.matmul`` of 2048x2048 on ``--gemm-threads``).
@@ -68,7 +71,11 @@ def famekit_history(run_dir: Path) -> list[dict]:
 
 
 def recbole_history(run_dir: Path) -> list[dict]:
-    return json.loads((run_dir / "result.json").read_text())["history"]
+    """The bridge's per-epoch history (result.json, or history.json of a run still going)."""
+    path = run_dir / "result.json"
+    if not path.is_file():
+        path = run_dir / "history.json"
+    return json.loads(path.read_text())["history"]
 
 
 # ------------------------------------------------------------------------------ child processes
@@ -151,10 +158,14 @@ def step_flops(dataset_name: str, kind: str, threads: int, n_batches: int, args)
     for inputs, targets in tensors[:2]:  # warm-up
         step(inputs, targets)
     flops, seconds = [], []
+    # FLOPs of the algorithm, not of our implementation: the chunked loss (famekit.losses)
+    # recomputes the [R, d] x [d, V] scoring matmul in its backward pass; those 2*R*d*V are
+    # not credited.
     for inputs, targets in tensors[2:]:
         with FlopCounterMode(display=False) as counter:
             step(inputs, targets)
-        flops.append(counter.get_total_flops())
+        recomputed = 2 * int((targets != 0).sum()) * hyper["d_model"] * data.n_items
+        flops.append(counter.get_total_flops() - recomputed)
         began = time.perf_counter()
         step(inputs, targets)
         seconds.append(time.perf_counter() - began)
@@ -211,17 +222,14 @@ def summarise(histories: dict[str, list[dict]], rss: dict[str, float]) -> dict:
     return out
 
 
-def markdown(report: dict) -> str:
-    lines = ["# Speed: RecBole SASRec vs famekit SASRec vs FAME", "",
-             f"Command: `{report['command']}`", "",
-             (f"Machine: {report['machine']}; load average before/after: "
-              f"{report['load_before']} / {report['load_after']} (shared box: upper bounds)."),
-             "",
+def _summary_lines(title: str, summary: dict) -> list[str]:
+    """A markdown table of one ``summarise`` result, then its ratios."""
+    lines = [f"## {title}", "",
              ("| system | epochs | train s/epoch | eval s (all valid users) | best valid NDCG@10 "
               "| peak RSS GiB | s to RecBole's best valid NDCG@10 |"),
              "|---|---|---|---|---|---|---|"]
-    for name, s in report["systems"].items():
-        reach = report.get("time_to_recbole_best", {}).get(name, {})
+    for name, s in summary["systems"].items():
+        reach = summary.get("time_to_recbole_best", {}).get(name, {})
         reached = (f"{reach['seconds']:.0f} (epoch {reach['epoch']})" if reach.get("seconds")
                    else "not reached")
         rss = f"{s['peak_rss_gib']:.2f}" if s.get("peak_rss_gib") else "-"
@@ -230,7 +238,23 @@ def markdown(report: dict) -> str:
                      f"{reached} |")
     lines += ["", "Ratios:", ""]
     lines += [f"- {k}: {v:.2f}" if v is not None else f"- {k}: n/a (target not reached)"
-              for k, v in report["ratios"].items()]
+              for k, v in summary["ratios"].items()]
+    return lines + [""]
+
+
+def markdown(report: dict) -> str:
+    lines = ["# Speed: RecBole SASRec vs famekit SASRec vs FAME", "",
+             f"Command: `{report['command']}`", "",
+             (f"Machine: {report['machine']}; load average before/after: "
+              f"{report['load_before']} / {report['load_after']} (shared box: upper bounds)."),
+             ""]
+    if "converged" in report:
+        lines += _summary_lines("Converged runs (histories of "
+                                + ", ".join(f"{k}: `{v}`" for k, v in
+                                            report["histories_from"].items()) + ")",
+                                report["converged"])
+    lines += _summary_lines(f"This invocation's runs ({report['epochs']} epoch(s) each, "
+                            "one after the other)", report)
     if "flops" in report:
         f = report["flops"]
         lines += ["", (f"fp32 GEMM peak (torch.matmul 2048², {report['gemm_threads']} threads): "
@@ -254,9 +278,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default=str(ROOT / "runs" / "bench" / "speed"))
     parser.add_argument("--out", default=str(ROOT / "reports" / "benchmarks"))
     parser.add_argument("--recbole-python", default=str(ROOT / ".venv-bench" / "bin" / "python"))
-    parser.add_argument("--recbole-run", help="use this finished bridge run's history instead")
-    parser.add_argument("--sasrec-run", help="use this finished famekit run's history instead")
-    parser.add_argument("--fame-run", help="use this finished famekit run's history instead")
+    parser.add_argument("--recbole-run", help="a converged bridge run: its history gives "
+                                              "time-to-target (see above)")
+    parser.add_argument("--sasrec-run", help="a converged famekit SASRec run (its history)")
+    parser.add_argument("--fame-run", help="a converged famekit FAME run (its history)")
     parser.add_argument("--skip-flops", action="store_true")
     # child-mode arguments
     parser.add_argument("--kind")
@@ -282,9 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     given = {"recbole-sasrec": args.recbole_run, "sasrec": args.sasrec_run,
              "fame": args.fame_run}
     for system in args.systems:
-        if given.get(system):
-            run_dir = Path(given[system])
-        elif system == "recbole-sasrec":
+        if system == "recbole-sasrec":
             data_dir = work / "recbole-data" / f"{args.dataset}-{data.fingerprint}"
             if not (data_dir / "eval_inputs.npz").is_file():
                 reproduce.export_for_recbole(data, data_dir, args.dataset.replace("-", "_"))
@@ -305,7 +328,15 @@ def main(argv: list[str] | None = None) -> int:
         histories[system] = (recbole_history(run_dir) if system == "recbole-sasrec"
                              else famekit_history(run_dir))
     report = summarise(histories, rss)
+    report["short_run_histories"] = histories
+    if any(given.values()):
+        converged = {name: (recbole_history(Path(run)) if name == "recbole-sasrec"
+                            else famekit_history(Path(run)))
+                     for name, run in given.items() if run}
+        report["converged"] = summarise(converged, {})
+        report["converged_histories"] = converged
     report.update(command=shlex.join(["benchmarks/speed.py", *(argv or sys.argv[1:])]),
+                  epochs=args.epochs,
                   dataset=args.dataset, hyperparameters=hyper, threads=args.threads,
                   gemm_threads=args.gemm_threads, child_wall_seconds=wall,
                   torch=torch.__version__, machine=f"{os.cpu_count()} CPUs, torch {torch.__version__}",

@@ -33,12 +33,17 @@ from torch import nn
 
 from famekit.errors import ParameterError, UnknownNameError
 from famekit.hooks import HookedRootModule, HookPoint
+from famekit.losses import softmax_cross_entropy
 
 __all__ = ["FAME", "FAMELayer", "ModelConfig", "SASRec", "SequentialRecommender", "build_model"]
 
 MODEL_KINDS = ("fame", "sasrec")
 SUB_EMBEDDINGS = ("learned", "slice")
 FUSED_SCALES = ("heads", "none")
+MIXERS = ("learned", "uniform")
+# Fields added after checkpoints were first written: an older config.json without them means
+# the behaviour that existed then (``from_dict`` fills these in; every other field is required).
+ADDED_FIELDS = {"router": "learned", "gate": "learned"}
 
 
 # ---------------------------------------------------------------------------------- config
@@ -71,6 +76,10 @@ class ModelConfig:
     # no gate; measured on the synthetic world (batch 64, lr 2e-3): valid NDCG@10 0.092 after
     # 5 epochs with "heads" vs 0.041 with "none" (0.088 only after 12).
     fused_scale: str = "heads"
+    # Ablation switches of FAME's last layer (issue 7). "uniform" router: every expert of a
+    # head weighs 1/N (the router is not a parameter); "uniform" gate: every head weighs 1/H.
+    router: str = "learned"
+    gate: str = "learned"
     ffn_mult: int = 4  # point-wise FFN hidden size = ffn_mult * width (d, or d' in FFN')
     layer_norm_eps: float = 1e-8  # LayerNorm epsilon (SASRec's value)
     init_std: float = 0.02  # std of the normal init of embeddings and projections
@@ -95,6 +104,9 @@ class ModelConfig:
             self._reject("sub_embedding", " or ".join(repr(k) for k in SUB_EMBEDDINGS))
         if self.fused_scale not in FUSED_SCALES:
             self._reject("fused_scale", " or ".join(repr(k) for k in FUSED_SCALES))
+        for name in ("router", "gate"):
+            if getattr(self, name) not in MIXERS:
+                self._reject(name, " or ".join(repr(k) for k in MIXERS))
         if not 0.0 <= self.dropout < 1.0:
             self._reject("dropout", "in [0, 1), e.g. 0.2")
         if not 0.0 <= self.attn_dropout < 1.0:
@@ -128,7 +140,11 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:
-        """Rebuild from ``to_dict()``; unknown and missing keys are errors, not defaults."""
+        """Rebuild from ``to_dict()``; unknown and missing keys are errors, not defaults.
+
+        Exception: the fields of :data:`ADDED_FIELDS` (added later) may be missing; they get the
+        value that reproduces what older famekit versions built.
+        """
         if not isinstance(data, dict):
             raise ParameterError(
                 f"a model config must be a dict, got {type(data).__name__}. "
@@ -136,7 +152,7 @@ class ModelConfig:
             )
         fields = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(data) - set(fields))
-        missing = [name for name in fields if name not in data]
+        missing = [name for name in fields if name not in data and name not in ADDED_FIELDS]
         if unknown:
             raise ParameterError(
                 f"model config has unknown keys {unknown}. Fix: remove them; known keys are "
@@ -147,7 +163,7 @@ class ModelConfig:
                 f"model config lacks keys {missing}. Fix: write the full ModelConfig.to_dict() "
                 "(every field, defaults included)"
             )
-        return cls(**data)
+        return cls(**{**ADDED_FIELDS, **data})
 
 
 def build_model(cfg: ModelConfig) -> SequentialRecommender:
@@ -272,8 +288,10 @@ class FAMELayer(nn.Module):
         self.query = nn.Linear(d, H * N * dh, bias=False)
         # W_K^h, W_V^h: one key and one value projection per head, shared by its experts.
         self.key_value = nn.Linear(d, 2 * d, bias=False)
-        # W_exp^h in R^{N d' x N}: dense router per head over the concatenated expert outputs.
-        self.router = nn.Parameter(torch.empty(H, N * dh, N))
+        # W_exp^h in R^{N d' x N}: dense router per head over the concatenated expert outputs
+        # (None: the "uniform" ablation, every expert weighs 1/N).
+        self.router = (nn.Parameter(torch.empty(H, N * dh, N)) if cfg.router == "learned"
+                       else None)
         self.expert_dropout = nn.Dropout(cfg.dropout)
         # Choice: each LayerNorm(d') is shared by all heads (like FFN') and applied per head.
         # Post-LN: norm after the expert residual and after the FFN' residual. Pre-LN: norm
@@ -282,7 +300,8 @@ class FAMELayer(nn.Module):
         self.ffn = FeedForward(dh, cfg)  # FFN': d' -> 4d' -> d', shared by all heads
         self.norm_ffn = nn.LayerNorm(dh, eps=cfg.layer_norm_eps)
         self.norm_out = nn.LayerNorm(dh, eps=cfg.layer_norm_eps) if cfg.norm_first else None
-        self.gate = nn.Linear(d, H)  # W_g, b_g over [F^1; ...; F^H]
+        # W_g, b_g over [F^1; ...; F^H] (None: the "uniform" ablation, every head weighs 1/H)
+        self.gate = nn.Linear(d, H) if cfg.gate == "learned" else None
         # s in P(v) = s * sum_h g_h P^h(v): H or 1 (ModelConfig.fused_scale); a plain float
         self.fused_scale = float(H) if cfg.fused_scale == "heads" else 1.0
         self.hook_expert_pattern = HookPoint("[batch, head, expert, q_pos, k_pos]", opt_in=True)
@@ -317,9 +336,12 @@ class FAMELayer(nn.Module):
             experts = experts.view(B, H, N, n, dh)  # [B, H, N, n, d']
         experts = experts.permute(0, 3, 1, 2, 4)  # [B, n, H, N, d']
         concatenated = experts.reshape(B, n, H, N * dh)  # [f(1); ...; f(N)] per head
-        router_logits = torch.einsum(  # [B, n, H, N*d'] x [H, N*d', N] -> [B, n, H, N]
-            "bthk,hke->bthe", concatenated, self.router
-        )
+        if self.router is not None:
+            router_logits = torch.einsum(  # [B, n, H, N*d'] x [H, N*d', N] -> [B, n, H, N]
+                "bthk,hke->bthe", concatenated, self.router
+            )
+        else:
+            router_logits = concatenated.new_zeros(B, n, H, N)  # softmax -> 1/N each
         router_probs = self.hook_router_probs(router_logits.softmax(dim=-1))  # [B, n, H, N]
         mixed = torch.einsum("bthe,bthed->bthd", router_probs, experts)  # [B, n, H, d']
         # Choice (spec §2): heads are not concatenated and have no output projection; the
@@ -333,7 +355,8 @@ class FAMELayer(nn.Module):
             h = self.norm_ffn(h + self.ffn(h))
         head_repr = self.hook_head_repr(h)  # [B, n, H, d'] = F^h
         concat_heads = head_repr.reshape(B, n, d)  # [F^1; ...; F^H]: [B, n, H, d'] -> [B, n, d]
-        gate_logits = self.gate(concat_heads)  # [B, n, H]
+        gate_logits = (self.gate(concat_heads) if self.gate is not None  # [B, n, H]
+                       else concat_heads.new_zeros(B, n, H))  # softmax -> 1/H each
         gates = self.hook_gate_weights(gate_logits.softmax(dim=-1))  # [B, n, H]
         gated = gates.unsqueeze(-1) * head_repr  # [B, n, H, 1] * [B, n, H, d'] -> [B, n, H, d']
         # s [g_1 F^1; ...; g_H F^H]: the fused score is s * sum_h g_h P^h (see fused_scale)
@@ -443,8 +466,9 @@ class SequentialRecommender(HookedRootModule):
         §4): the trainer gives every non-padding position its next item (one pass per
         sequence, "SASRec with CE"); RecBole's prefix augmentation ("last_position") is the
         same call with only the last column of ``targets`` non-zero.
-        Only those rows are scored: select them first, then one [R, d] x [d, V] matmul
-        (spec §4: 3-4x faster than scoring every padded position).
+        Only those rows are scored: select them first, then [R, d] x [d, V] in row chunks
+        (spec §4: 3-4x faster than scoring every padded position; chunking keeps the [R, V]
+        logits out of memory, :mod:`famekit.losses`).
         Choice: the padding column is left out of the softmax by scoring items 1..V only and
         shifting the targets by one (no -inf column, and no gradient reaches E[0]).
         A batch without any target gives a zero loss that is still connected to every
@@ -455,14 +479,14 @@ class SequentialRecommender(HookedRootModule):
         queries = self.queries(input_ids)  # [B, n, d]
         table = self.item_table()  # [V+1, d]
         selected = targets != 0  # [B, n]
-        if self.hook_logits.active:
+        if not bool(selected.any()):
+            return queries.sum() * 0.0 + table.sum() * 0.0
+        if self.hook_logits.active:  # a hook sees (and may replace) the full logits
             logits = self.hook_logits(queries @ table.T)  # [B, n, V+1]
             logits = logits[selected][:, 1:]  # [R, V]
-        else:
-            logits = queries[selected] @ table[1:].T  # [R, d] x [d, V] -> [R, V]
-        if logits.shape[0] == 0:
-            return queries.sum() * 0.0 + table.sum() * 0.0
-        return F.cross_entropy(logits.float(), targets[selected] - 1)
+            return F.cross_entropy(logits.float(), targets[selected] - 1)
+        # [R, d] against [V, d] in row chunks: the [R, V] logits are never held at once
+        return softmax_cross_entropy(queries[selected], table[1:], targets[selected] - 1)
 
     def score_last(self, input_ids: torch.Tensor) -> torch.Tensor:
         """[B, V+1] scores of the next item after position -1 (the last, most recent item).
@@ -520,7 +544,8 @@ class FAME(SequentialRecommender):
         self._table_cache: tuple | None = None
         self._finish_init()
         with torch.no_grad():
-            nn.init.normal_(self.fame.router, std=cfg.init_std)
+            if self.fame.router is not None:
+                nn.init.normal_(self.fame.router, std=cfg.init_std)
             if self.item_projection is not None:
                 self.item_projection.copy_(torch.eye(cfg.d_model))
 
