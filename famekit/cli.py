@@ -88,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--heads", type=_int, help="heads H = facets (4)")
     train.add_argument("--experts", type=_int, help="experts N per head (4)")
     train.add_argument("--dropout", type=float, help="dropout rate (0.2)")
+    train.add_argument("--router", choices=("learned", "uniform"),
+                       help="FAME ablation: 'uniform' weighs every expert 1/N (learned)")
+    train.add_argument("--gate", choices=("learned", "uniform"),
+                       help="FAME ablation: 'uniform' weighs every head 1/H (learned)")
     train.add_argument("--max-len", type=_int, help="longest input window (50)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -132,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a tiny world and 3 epochs (what CI runs; synthetic only)")
     report.add_argument("--timeout", type=_int, default=900,
                         help="seconds a notebook cell may run (900)")
+    report.add_argument("--benchmarks", action="store_true",
+                        help="instead: render notebooks/benchmarks.ipynb over the committed "
+                             "tables in <out>/benchmarks/ (trains nothing)")
     report.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
 
@@ -162,7 +169,8 @@ def _cmd_train(args) -> int:
                        ("batch_size", "batch_size"), ("lr", "lr"), ("seed", "seed"),
                        ("max_len", "max_len"), ("eval_every", "eval_every"),
                        ("d_model", "d_model"), ("layers", "n_layers"), ("heads", "n_heads"),
-                       ("experts", "n_experts"), ("dropout", "dropout")):
+                       ("experts", "n_experts"), ("dropout", "dropout"),
+                       ("router", "router"), ("gate", "gate")):
         value = getattr(args, flag)
         if value is not None:  # only what was given: resume keeps the run's own values
             options[name] = value
@@ -219,7 +227,7 @@ def _cmd_data(args) -> int:
 def _cmd_report(args) -> int:
     import json
 
-    from famekit.report import generate_reports
+    from famekit.report import generate_benchmark_report, generate_reports
 
     parameters = {}
     for item in args.param:
@@ -230,11 +238,15 @@ def _cmd_report(args) -> int:
             parameters[name] = json.loads(value)
         except ValueError:
             parameters[name] = value  # a bare string
-    result = generate_reports(
-        args.dataset, run_dir=args.run, out=args.out, notebooks_dir=args.notebooks,
-        seed=args.seed, quick=args.quick, timeout=args.timeout, progress=not args.no_progress,
-        only=args.only, parameters=parameters,
-    )
+    if args.benchmarks:
+        result = generate_benchmark_report(out=args.out, notebooks_dir=args.notebooks,
+                                           timeout=args.timeout, progress=not args.no_progress)
+    else:
+        result = generate_reports(
+            args.dataset, run_dir=args.run, out=args.out, notebooks_dir=args.notebooks,
+            seed=args.seed, quick=args.quick, timeout=args.timeout,
+            progress=not args.no_progress, only=args.only, parameters=parameters,
+        )
     width = max(len(n.name) for n in result.notebooks)
     for nb in result.notebooks:
         line = f"{nb.name:<{width}}  {nb.status:<6}  {nb.seconds:6.1f} s"

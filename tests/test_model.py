@@ -368,3 +368,33 @@ def test_cuda_matches_cpu(kind):
         loss = model(inputs.cuda(), targets.cuda())
     loss.backward()
     assert torch.isfinite(loss)
+
+
+def test_ablation_switches_fix_router_and_gate_to_uniform():
+    cfg = ModelConfig(n_items=20, max_len=5, d_model=8, n_heads=2, n_experts=3, dropout=0.0)
+    ablated = build_model(dataclasses.replace(cfg, router="uniform", gate="uniform")).eval()
+    names = dict(ablated.named_parameters())
+    assert "fame.router" not in names and not any(n.startswith("fame.gate.") for n in names)
+    ids = torch.tensor([[0, 3, 4, 5, 6]])
+    _, cache = ablated.run_with_cache(ids)
+    router = cache["fame.hook_router_probs"][0, 1:]  # real positions
+    gates = cache["fame.hook_gate_weights"][0, 1:]
+    assert torch.allclose(router, torch.full_like(router, 1 / 3))
+    assert torch.allclose(gates, torch.full_like(gates, 1 / 2))
+    # and training still reaches every remaining parameter
+    ablated.train()
+    loss = ablated(ids, torch.tensor([[0, 4, 5, 6, 7]]))
+    loss.backward()
+    assert all(p.grad is not None for p in ablated.parameters())
+    with pytest.raises(ParameterError, match="router"):
+        dataclasses.replace(cfg, router="off")
+
+
+def test_configs_written_before_the_ablation_switches_still_load():
+    old = ModelConfig(n_items=20).to_dict()
+    del old["router"], old["gate"]
+    cfg = ModelConfig.from_dict(old)
+    assert (cfg.router, cfg.gate) == ("learned", "learned")
+    del old["d_model"]
+    with pytest.raises(ParameterError, match="lacks keys"):
+        ModelConfig.from_dict(old)
