@@ -161,6 +161,13 @@ def split_check(dataset, test_data, test: SplitInputs, max_len: int) -> dict:
             "users_unknown_to_famekit": unknown}
 
 
+def write_json(path: Path, value) -> None:
+    """Write JSON atomically (temporary file + rename)."""
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(value, indent=2))
+    os.replace(tmp, path)
+
+
 def train(args) -> int:
     torch.set_num_threads(args.threads)
     out = Path(args.out).resolve()
@@ -200,6 +207,9 @@ def train(args) -> int:
     best: dict = {"score": -1.0, "state": None, "epoch": None}
     clock = {"start": None, "train": 0.0}
 
+    class TimeBudgetSpent(Exception):
+        """Raised after an epoch's validation once ``--max-seconds`` of training have passed."""
+
     class FamekitProtocolTrainer(Trainer):
         """RecBole's trainer; validation = famekit's protocol (history masked)."""
 
@@ -228,12 +238,22 @@ def train(args) -> int:
                             "cumulative_seconds": time.perf_counter() - clock["start"]})
             print(f"epoch {epoch}: loss {clock['loss']:.4f} valid NDCG@10 {ndcg10:.4f} "
                   f"train {clock['train']:.1f}s", flush=True)
+            # Per-epoch progress, so a run stopped from outside still leaves its history.
+            write_json(out / "history.json", {"history": history, "best_epoch": best["epoch"]})
+            if args.max_seconds and history[-1]["cumulative_seconds"] >= args.max_seconds:
+                raise TimeBudgetSpent
             return ndcg10, {"ndcg@10": ndcg10, "hit@10": hr10}
 
     trainer = FamekitProtocolTrainer(config, model)
     torch.autograd.set_detect_anomaly(False)
     began = time.perf_counter()
-    trainer.fit(train_data, valid_data, saved=False, show_progress=False, verbose=args.verbose)
+    status = "finished"
+    try:
+        trainer.fit(train_data, valid_data, saved=False, show_progress=False,
+                    verbose=args.verbose)
+    except TimeBudgetSpent:
+        status = f"stopped: --max-seconds {args.max_seconds} spent before early stopping"
+        print(status, flush=True)
     seconds = time.perf_counter() - began
     model.load_state_dict(best["state"])
     eval_began = time.perf_counter()
@@ -242,7 +262,7 @@ def train(args) -> int:
     np.save(out / "test_ranks.npy", masked.astype(np.int64), allow_pickle=False)
     np.save(out / "test_ranks_unmasked.npy", unmasked.astype(np.int64), allow_pickle=False)
     result = {
-        "status": "finished", "best_epoch": best["epoch"], "epochs": len(history),
+        "status": status, "best_epoch": best["epoch"], "epochs": len(history),
         "seconds": seconds, "test_eval_seconds": test_eval_seconds, "history": history,
         "recbole_version": recbole.__version__, "torch_version": torch.__version__,
         "anomaly_detection": torch.is_anomaly_enabled(),
@@ -253,9 +273,7 @@ def train(args) -> int:
         "test_masked_NDCG@10_HR@10": ndcg_hr(masked, 10),
         "test_unmasked_NDCG@10_HR@10": ndcg_hr(unmasked, 10),
     }
-    tmp = out / "result.json.tmp"
-    tmp.write_text(json.dumps(result, indent=2))
-    os.replace(tmp, out / "result.json")  # result.json marks a finished run (resume skips it)
+    write_json(out / "result.json", result)  # result.json marks a finished run (resume skips it)
     print(json.dumps({k: result[k] for k in ("best_epoch", "epochs", "seconds", "split_check",
                                             "test_masked_NDCG@10_HR@10",
                                             "test_unmasked_NDCG@10_HR@10")}), flush=True)
@@ -280,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--batch-size", type=int, default=256)
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--threads", type=int, default=1)
+    t.add_argument("--max-seconds", type=float, default=None,
+                   help="stop after the first epoch that ends past this many seconds of "
+                        "training + validation; the best epoch so far is scored (status says so)")
     t.add_argument("--verbose", action="store_true", help="RecBole's per-epoch log lines")
     args = parser.parse_args(argv)
     return train(args)

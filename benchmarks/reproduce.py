@@ -51,6 +51,9 @@ from famekit.training import run_status, train
 from famekit.workspace import RECIPES
 
 MODELS = ("popularity", "sasrec", "fame", "recbole-sasrec")
+# Ablations are FAME variants named "fame:KEY=VALUE[,KEY=VALUE]" with ModelConfig fields, e.g.
+# fame:n_heads=2, fame:n_experts=1, fame:router=uniform, fame:gate=uniform.
+ABLATION_KEYS = {"n_heads": int, "n_experts": int, "router": str, "gate": str}
 TABLE_METRICS = ("HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20")
 PREFIX_DATASET = "ml-1m-prefix"
 TRAIN_KEYS = ("d_model", "n_layers", "n_heads", "n_experts", "dropout", "max_len", "epochs",
@@ -84,6 +87,23 @@ def recipe(name: str, args) -> dict:
     return {k: base[k] for k in TRAIN_KEYS if k in base}
 
 
+def parse_model(name: str) -> tuple[str, dict]:
+    """("fame", {"n_heads": 2}) from "fame:n_heads=2"; plain names have no overrides."""
+    kind, _, spec = name.partition(":")
+    if kind not in MODELS or (spec and kind != "fame"):
+        raise SystemExit(f"unknown model {name!r}: use one of {', '.join(MODELS)} or a FAME "
+                         "ablation fame:KEY=VALUE[,KEY=VALUE] with KEY in "
+                         + ", ".join(ABLATION_KEYS))
+    overrides = {}
+    for item in filter(None, spec.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep or key not in ABLATION_KEYS:
+            raise SystemExit(f"bad ablation {item!r} in {name!r}: KEY=VALUE with KEY in "
+                             + ", ".join(ABLATION_KEYS))
+        overrides[key] = ABLATION_KEYS[key](value)
+    return kind, overrides
+
+
 # ---------------------------------------------------------------------------------- the runs
 def run_popularity(data, run_dir: Path) -> dict:
     result_path = run_dir / "result.json"
@@ -100,11 +120,13 @@ def run_popularity(data, run_dir: Path) -> dict:
     return result
 
 
-def run_famekit(source, kind: str, seed: int, hyper: dict, run_dir: Path, args) -> dict:
+def run_famekit(source, kind: str, seed: int, hyper: dict, run_dir: Path, args,
+                overrides: dict | None = None) -> dict:
     """Train (or resume, or read back) one famekit run; its metrics.json summary."""
     status = run_status(run_dir)
     model_options = {k: hyper[k] for k in ("d_model", "n_layers", "n_heads", "n_experts",
                                            "dropout")}
+    model_options.update(overrides or {})
     common = {"progress": args.progress, "threads": args.threads}
     if status == "running":
         train(source, resume=run_dir, epochs=hyper["epochs"], patience=hyper["patience"], **common)
@@ -163,7 +185,9 @@ def recbole_command(data_dir: Path, atomic_name: str, seed: int, hyper: dict, ru
             "--d-model", str(hyper["d_model"]), "--n-layers", str(hyper["n_layers"]),
             "--n-heads", str(hyper["n_heads"]), "--dropout", str(hyper["dropout"]),
             "--batch-size", str(hyper["batch_size"]), "--lr", str(hyper["lr"]),
-            "--threads", str(args.threads or 1)]
+            "--threads", str(args.threads or 1),
+            *(["--max-seconds", str(args.recbole_max_seconds)]
+              if getattr(args, "recbole_max_seconds", None) else [])]
 
 
 def run_recbole(data, name: str, seed: int, hyper: dict, run_dir: Path, args) -> dict:
@@ -240,7 +264,9 @@ def write_commands(out: Path, invocations: list[str], hypers: dict, recbole_cmds
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["ml-100k"])
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--models", nargs="+", default=list(MODELS),
+                        help=f"some of {', '.join(MODELS)}, or FAME ablations such as "
+                             "fame:n_heads=2 fame:router=uniform fame:gate=uniform")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--out", default=str(ROOT / "reports" / "benchmarks"))
     parser.add_argument("--runs-dir", default=str(ROOT / "runs" / "bench"))
@@ -249,10 +275,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     parser.add_argument("--patience", type=int, default=None, help="override the recipe's")
     parser.add_argument("--recbole-python", default=str(ROOT / ".venv-bench" / "bin" / "python"))
+    parser.add_argument("--recbole-max-seconds", type=float, default=None,
+                        help="time budget of a RecBole run: stop after the epoch that passes "
+                             "it and score the best epoch so far (runs.csv status says so)")
     parser.add_argument("--progress", action="store_true")
     parser.add_argument("--table-only", action="store_true",
                         help="only rebuild the tables from finished runs (train nothing)")
     args = parser.parse_args(argv)
+    for name in args.models:
+        parse_model(name)  # unknown names stop here, before any training
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -280,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         jobs = [(model, seed) for seed in args.seeds for model in args.models
                 if model != "popularity" or seed == args.seeds[0]]
         for model, seed in jobs:
-            run_dir = runs_dir / f"{name}-{model}-seed{seed}"
+            run_dir = runs_dir / f"{name}-{model.replace(':', '-').replace(',', '-')}-seed{seed}"
             label = f"{name} {model} seed {seed}"
             if model == "recbole-sasrec":
                 line = shlex.join(recbole_command(
@@ -299,15 +330,16 @@ def main(argv: list[str] | None = None) -> int:
             elif model == "recbole-sasrec":
                 result = run_recbole(data, name, seed, hyper, run_dir, args)
             else:
+                kind, overrides = parse_model(model)
                 result = run_famekit(name if name != PREFIX_DATASET else data,
-                                     model, seed, hyper, run_dir, args)
+                                     kind, seed, hyper, run_dir, args, overrides)
             seed_label = "-" if model == "popularity" else str(seed)
             rows = [r for r in rows if (r["dataset"], r["model"], str(r["seed"])) !=
                     (name, model, seed_label)]
             row = {"dataset": name, "model": model, "seed": seed_label,
                    "best_epoch": result.get("best_epoch"), "epochs": result.get("epochs"),
                    "seconds": round(float(result.get("seconds") or 0.0), 1),
-                   "exclude_history": True}
+                   "status": result.get("status"), "exclude_history": True}
             row.update({m: result["test"].get(m) for m in METRIC_NAMES})
             rows.append(row)
             print(f"   test NDCG@10 {row['NDCG@10']:.4f} HR@10 {row['HR@10']:.4f}", flush=True)
