@@ -50,6 +50,7 @@ __all__ = [
     "ReportResult",
     "default_notebooks_dir",
     "find_notebooks",
+    "generate_benchmark_report",
     "generate_reports",
     "notebook_to_html",
     "write_index",
@@ -284,9 +285,6 @@ def generate_reports(
     ``parameters``: extra notebook parameters (e.g. ``{"COLOR_FIELDS": ["top_category"]}``);
     a notebook ignores the ones it does not declare.
     """
-    import nbformat
-    from tqdm.auto import tqdm
-
     from famekit import datasets, workspace
 
     if dataset not in datasets.names():
@@ -322,34 +320,8 @@ def generate_reports(
         plotly_src = "../" + _install_plotly_js(out)
         parameters = {**(parameters or {}), "DATASET": dataset, "RUN_DIR": injected_run,
                       "SEED": seed, "QUICK": quick}
-        for src in tqdm(notebooks, desc=f"report {dataset}", unit="notebook",
-                        disable=not progress):
-            t0 = time.perf_counter()
-            name = src.stem
-            running = folder / f".{name}.running.ipynb"
-            declared = _declared_parameters(src)
-            given = {k: v for k, v in parameters.items() if k in declared}
-            try:
-                nb = _execute(src, running, given, src.parent, timeout)
-            except Exception as exc:  # papermill raises on any cell error or timeout
-                if running.exists():
-                    os.replace(running, folder / f"{name}.failed.ipynb")
-                result.notebooks.append(NotebookResult(
-                    name, "failed", time.perf_counter() - t0,
-                    ipynb=_relative(folder / f"{name}.ipynb", out), error=_error_of(exc)))
-                continue
-            running.unlink(missing_ok=True)
-            _strip_widget_state(nb)
-            nb.metadata.setdefault("famekit", {}).update(parameters)
-            html_text = share_head_styles(
-                notebook_to_html(nb, plotly_src, f"{dataset} - {name}"), out, "../")
-            atomic_write_text(folder / f"{name}.ipynb", nbformat.writes(nb))
-            atomic_write_text(folder / f"{name}.html", html_text)
-            (folder / f"{name}.failed.ipynb").unlink(missing_ok=True)
-            result.notebooks.append(NotebookResult(
-                name, "ok", time.perf_counter() - t0,
-                ipynb=_relative(folder / f"{name}.ipynb", out),
-                html=_relative(folder / f"{name}.html", out)))
+        result.notebooks += _render_notebooks(notebooks, folder, out, parameters, plotly_src,
+                                              dataset, timeout, progress)
         result.seconds = time.perf_counter() - started
         entries = [asdict(n) for n in result.notebooks]
         if only:  # a partial run keeps the other notebooks' previous entries
@@ -364,6 +336,89 @@ def generate_reports(
             "parameters": parameters,
             "metrics": result.metrics,
             "notebooks": entries,
+        })
+    write_index(out)
+    return result
+
+
+def _render_notebooks(notebooks: list[Path], folder: Path, out: Path, parameters: dict,
+                      plotly_src: str, title: str, timeout: int,
+                      progress: bool) -> list[NotebookResult]:
+    """Execute each notebook into ``folder`` (``.ipynb`` + ``.html``), atomically; a failure
+    keeps the previous good files and leaves ``<name>.failed.ipynb``."""
+    import nbformat
+    from tqdm.auto import tqdm
+
+    results = []
+    for src in tqdm(notebooks, desc=f"report {title}", unit="notebook", disable=not progress):
+        t0 = time.perf_counter()
+        name = src.stem
+        running = folder / f".{name}.running.ipynb"
+        declared = _declared_parameters(src)
+        given = {k: v for k, v in parameters.items() if k in declared}
+        try:
+            nb = _execute(src, running, given, src.parent, timeout)
+        except Exception as exc:  # papermill raises on any cell error or timeout
+            if running.exists():
+                os.replace(running, folder / f"{name}.failed.ipynb")
+            results.append(NotebookResult(
+                name, "failed", time.perf_counter() - t0,
+                ipynb=_relative(folder / f"{name}.ipynb", out), error=_error_of(exc)))
+            continue
+        running.unlink(missing_ok=True)
+        _strip_widget_state(nb)
+        nb.metadata.setdefault("famekit", {}).update(parameters)
+        html_text = share_head_styles(
+            notebook_to_html(nb, plotly_src, f"{title} - {name}"), out, "../")
+        atomic_write_text(folder / f"{name}.ipynb", nbformat.writes(nb))
+        atomic_write_text(folder / f"{name}.html", html_text)
+        (folder / f"{name}.failed.ipynb").unlink(missing_ok=True)
+        results.append(NotebookResult(
+            name, "ok", time.perf_counter() - t0,
+            ipynb=_relative(folder / f"{name}.ipynb", out),
+            html=_relative(folder / f"{name}.html", out)))
+    return results
+
+
+BENCHMARKS = "benchmarks"  # reports/benchmarks/: reproduce.py's tables + the notebook's page
+
+
+def generate_benchmark_report(out="reports", notebooks_dir=None, timeout: int = 900,
+                              progress: bool = True) -> ReportResult:
+    """Render ``notebooks/benchmarks.ipynb`` over ``out/benchmarks/`` (the tables that
+    ``benchmarks/reproduce.py`` and ``benchmarks/speed.py`` committed there) and add it to
+    ``out/index.html``. Trains nothing: the benchmark runs take hours and are not re-run here.
+    """
+    out = Path(out).absolute()
+    _check_writable(out)
+    folder = out / BENCHMARKS
+    src = Path(notebooks_dir or default_notebooks_dir()) / f"{BENCHMARKS}.ipynb"
+    if not src.is_file():
+        raise ParameterError(f"{src} does not exist. Fix: pass --notebooks pointing at "
+                             "famekit's notebooks/ folder")
+    if not (folder / "results.csv").is_file():
+        raise ParameterError(
+            f"{folder / 'results.csv'} does not exist: there is nothing to plot. Fix: run "
+            "benchmarks/reproduce.py --out " + str(folder) + " first (see "
+            "reports/benchmarks/README.md)")
+    started = time.perf_counter()
+    result = ReportResult(BENCHMARKS, out)
+    with _lock(folder):
+        plotly_src = "../" + _install_plotly_js(out)
+        # The notebook's default RESULTS_DIR is ../reports/benchmarks (from notebooks/): only a
+        # different folder is injected, so the committed report holds no machine's paths.
+        default = (src.parent.parent / "reports" / BENCHMARKS).resolve()
+        parameters = {} if folder.resolve() == default else {"RESULTS_DIR": str(folder)}
+        result.notebooks = _render_notebooks([src], folder, out, parameters, plotly_src,
+                                             BENCHMARKS, timeout, progress)
+        result.seconds = time.perf_counter() - started
+        atomic_write_json(folder / STATUS_FILE, {
+            "dataset": BENCHMARKS,
+            "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "seconds": round(result.seconds, 1),
+            "parameters": parameters,
+            "metrics": {},
+            "notebooks": [asdict(n) for n in result.notebooks],
         })
     write_index(out)
     return result
@@ -444,7 +499,7 @@ def _index_section(status: dict) -> str:
         f"{status.get('seconds', 0)} s</p>"
         "<table><tr><th>notebook</th><th>status</th><th>open</th><th>time</th></tr>"
         f"{''.join(rows)}</table>"
-        "<table><tr><th>test metrics</th>" + header + "<th>best epoch</th></tr>"
-        f"{''.join(metric_rows)}</table>"
+        + ("<table><tr><th>test metrics</th>" + header + "<th>best epoch</th></tr>"
+           f"{''.join(metric_rows)}</table>" if metric_rows else "")
     )
 

@@ -18,6 +18,8 @@ knockouts          knockout_delta_bar, knockout_heatmap
 anatomy            anatomy_contributions_bar, per_head_topk_table, history_table
 recovery           recovery_bar
 training           read_training_history, training_curves, metrics_comparison_bar
+benchmarks         read_benchmarks, results_bar, ratio_bar, speed_bars,
+                   time_to_quality_curves, model_label
 export             save_html, save_png, find_chromium
 =================  =====================================================================
 
@@ -42,6 +44,14 @@ from famekit.figures.anatomy import (
     anatomy_contributions_bar,
     history_table,
     per_head_topk_table,
+)
+from famekit.figures.benchmarks import (
+    model_label,
+    ratio_bar,
+    read_benchmarks,
+    results_bar,
+    speed_bars,
+    time_to_quality_curves,
 )
 from famekit.figures.embeddings import embedding_grid, embedding_scatter
 from famekit.figures.export import ChromiumNotFoundError, find_chromium, save_html, save_png
@@ -89,13 +99,19 @@ __all__ = [
     "knockout_delta_bar",
     "knockout_heatmap",
     "metrics_comparison_bar",
+    "model_label",
     "per_head_topk_table",
+    "ratio_bar",
+    "read_benchmarks",
     "read_training_history",
     "recovery_bar",
+    "results_bar",
     "router_distribution_histogram",
     "routing_entropy_bar",
     "save_html",
     "save_png",
+    "speed_bars",
+    "time_to_quality_curves",
     "training_curves",
     "user_routing_heatmap",
 ]
