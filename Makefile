@@ -32,6 +32,7 @@ install: $(STAMP)
 
 report: install
 	$(BIN)/famekit report
+	$(BIN)/famekit report --benchmarks
 
 # nbval runs the notebooks in fresh kernels; their runs are trained into NB_RUNS (not runs/),
 # so the strict check proves that a clean machine reproduces the committed reports.

@@ -71,3 +71,21 @@ def test_model_loss_uses_same_value_as_hooked_full_logits():
         with model.hooks(fwd_hooks=[("hook_logits", lambda x, hook: x)]):
             hooked = model(ids, targets)
         assert plain.item() == pytest.approx(hooked.item(), rel=1e-5)
+
+
+def test_autocast_runs_the_matmuls_in_its_dtype():
+    # the CUDA training path uses bf16 autocast; CPU autocast exercises the same branch
+    torch.manual_seed(2)
+    q = torch.randn(40, 16, requires_grad=True)
+    t = torch.randn(30, 16, requires_grad=True)
+    y = torch.randint(0, 30, (40,))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = softmax_cross_entropy(q, t, y, chunk_elements=300)
+        ref = F.cross_entropy((q @ t.T).float(), y)  # autocast: the matmul in bf16
+    assert loss.dtype == torch.float32
+    assert loss.item() == pytest.approx(ref.item(), rel=2e-2)
+    gq, gt = torch.autograd.grad(loss, (q, t))
+    rq, rt = torch.autograd.grad(ref, (q, t))
+    assert gq.dtype == torch.float32 and gt.dtype == torch.float32
+    torch.testing.assert_close(gq, rq, rtol=5e-2, atol=5e-3)
+    torch.testing.assert_close(gt, rt, rtol=5e-2, atol=5e-3)
