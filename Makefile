@@ -39,6 +39,7 @@ report: install
 NB_RUNS := $(CURDIR)/.nbval-runs
 
 test: install
+	rm -rf $(NB_RUNS)  # stale runs of an older famekit would hide a changed training
 	$(BIN)/python -m pytest
 	FAMEKIT_NB_QUICK=1 FAMEKIT_RUNS=$(NB_RUNS)/quick $(BIN)/python -m pytest --nbval-lax notebooks
 	FAMEKIT_RUNS=$(NB_RUNS)/full $(BIN)/python -m pytest --nbval \
