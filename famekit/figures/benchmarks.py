@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from famekit.errors import DataFormatError, ParameterError
-from famekit.figures.checks import require_frame
+from famekit.figures.checks import read_csv_file, require_frame
 from famekit.figures.style import apply_style, legend_below
 from famekit.figures.training import FALLBACK_COLORS, MODEL_COLORS
 
@@ -43,16 +43,9 @@ def read_benchmarks(folder) -> tuple[pd.DataFrame, dict | None]:
     """(``results.csv`` as a DataFrame, ``speed.json`` as a dict or None) of ``folder``."""
     folder = Path(folder)
     path = folder / "results.csv"
-    if not path.is_file():
-        raise ParameterError(
-            f"{path} does not exist. Fix: run benchmarks/reproduce.py (it writes results.csv "
-            "under reports/benchmarks/), or pass the folder that holds it"
-        )
-    try:
-        results = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise DataFormatError(path, None, f"cannot be read as CSV ({err})",
-                              "rebuild it: benchmarks/reproduce.py --table-only") from err
+    results = read_csv_file(
+        path, "run benchmarks/reproduce.py (it writes results.csv under reports/benchmarks/), "
+        "or pass the folder that holds it", "rebuild it: benchmarks/reproduce.py --table-only")
     require_frame(results, str(path), ["dataset", "model", "NDCG@10_mean"],
                   "benchmarks/reproduce.py --table-only")
     speed_path = folder / "speed.json"

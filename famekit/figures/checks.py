@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from famekit.errors import ParameterError
+from famekit.errors import DataFormatError, ParameterError
 from famekit.figures.style import shorten
 
 __all__ = [
@@ -24,9 +24,21 @@ __all__ = [
     "item_label",
     "one_of",
     "positive_int",
+    "read_csv_file",
     "require_frame",
     "select",
 ]
+
+
+def read_csv_file(path, missing_fix: str, unreadable_fix: str) -> pd.DataFrame:
+    """A CSV file as a DataFrame; a missing or unreadable file is a famekit error with a fix."""
+    if not path.is_file():
+        raise ParameterError(f"{path} does not exist. Fix: {missing_fix}")
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise DataFormatError(path, None, f"cannot be read as CSV ({err})",
+                              unreadable_fix) from err
 
 
 def require_frame(frame, arg: str, columns: Iterable[str], producer: str,

@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from famekit.errors import DataFormatError, ParameterError
-from famekit.figures.checks import require_frame
+from famekit.figures.checks import read_csv_file, require_frame
 from famekit.figures.style import apply_style
 
 __all__ = ["metrics_comparison_bar", "read_training_history", "training_curves"]
@@ -31,16 +31,10 @@ def read_training_history(path) -> pd.DataFrame:
     """The per-epoch history of a run: ``path`` is a run directory or its ``metrics.csv``."""
     path = Path(path)
     csv_path = path / METRICS_FILE if path.is_dir() else path
-    if not csv_path.is_file():
-        raise ParameterError(
-            f"{csv_path} does not exist. Fix: pass a run directory written by famekit train "
-            "(it holds metrics.csv once an epoch has finished) or the path of its metrics.csv"
-        )
-    try:
-        history = pd.read_csv(csv_path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise DataFormatError(csv_path, None, f"cannot be read as CSV ({err})",
-                              "re-run or resume the training that writes it") from err
+    history = read_csv_file(
+        csv_path, "pass a run directory written by famekit train (it holds metrics.csv once an "
+        "epoch has finished) or the path of its metrics.csv",
+        "re-run or resume the training that writes it")
     missing = [c for c in ("epoch", "train_loss") if c not in history.columns]
     if missing:
         raise DataFormatError(csv_path, 1, f"the header lacks {missing}",
