@@ -52,7 +52,11 @@ def tables(tmp_path):
                "time_to_recbole_best": {"recbole-sasrec": {"seconds": 300.0, "epoch": 3},
                                         "sasrec": {"seconds": 30.0, "epoch": 3},
                                         "fame": {"seconds": None, "epoch": None}},
-               "recbole_best_valid_NDCG@10": 0.03}
+               "recbole_best_valid_NDCG@10": 0.03,
+               "time_to_common_target": {"recbole-sasrec": {"seconds": 200.0, "epoch": 2},
+                                         "sasrec": {"seconds": 20.0, "epoch": 2},
+                                         "fame": {"seconds": 22.0, "epoch": 2}},
+               "common_target_valid_NDCG@10": 0.02}
     speed = {**summary, "converged": summary, "gemm_threads": 2,
              "converged_histories": {"recbole-sasrec": history, "sasrec": history}}
     (folder / "speed.json").write_text(json.dumps(speed))
@@ -103,6 +107,7 @@ def test_benchmark_figures(tables):
     assert F.model_label("fame:n_heads=2,gate=uniform") == "FAME n_heads=2 gate=uniform"
     speed_fig = F.speed_bars(speed)
     assert list(speed_fig.data[1].text) == ["300", "30", "not reached"]
+    assert list(speed_fig.data[2].y) == [200.0, 20.0, 22.0]  # the common target
     curves = F.time_to_quality_curves(speed["converged_histories"], target=0.03)
     assert list(curves.data[0].x) == pytest.approx([10 / 60, 20 / 60, 30 / 60])
     with pytest.raises(ParameterError, match="model 'recbole-sasrec'"):
