@@ -51,9 +51,13 @@ from famekit.training import run_status, train
 from famekit.workspace import RECIPES
 
 MODELS = ("popularity", "sasrec", "fame", "recbole-sasrec")
-# Ablations are FAME variants named "fame:KEY=VALUE[,KEY=VALUE]" with ModelConfig fields, e.g.
-# fame:n_heads=2, fame:n_experts=1, fame:router=uniform, fame:gate=uniform.
-ABLATION_KEYS = {"n_heads": int, "n_experts": int, "router": str, "gate": str}
+# Variants are named "KIND:KEY=VALUE[,KEY=VALUE]" (KIND sasrec or fame): FAME ablations with
+# ModelConfig fields (fame:n_heads=2, fame:n_experts=1, fame:router=uniform, fame:gate=uniform)
+# and, for either model, the optimisation settings of a search (sasrec:batch_size=64,lr=0.002).
+ABLATION_KEYS = {"n_heads": int, "n_experts": int, "router": str, "gate": str,
+                 "batch_size": int, "lr": float}
+FAME_ONLY_KEYS = ("n_experts", "router", "gate")
+OPTIMISATION_KEYS = ("batch_size", "lr")
 TABLE_METRICS = ("HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20")
 PREFIX_DATASET = "ml-1m-prefix"
 TRAIN_KEYS = ("d_model", "n_layers", "n_heads", "n_experts", "dropout", "max_len", "epochs",
@@ -90,14 +94,14 @@ def recipe(name: str, args) -> dict:
 def parse_model(name: str) -> tuple[str, dict]:
     """("fame", {"n_heads": 2}) from "fame:n_heads=2"; plain names have no overrides."""
     kind, _, spec = name.partition(":")
-    if kind not in MODELS or (spec and kind != "fame"):
+    if kind not in MODELS or (spec and kind not in ("fame", "sasrec")):
         raise SystemExit(f"unknown model {name!r}: use one of {', '.join(MODELS)} or a FAME "
                          "ablation fame:KEY=VALUE[,KEY=VALUE] with KEY in "
                          + ", ".join(ABLATION_KEYS))
     overrides = {}
     for item in filter(None, spec.split(",")):
         key, sep, value = item.partition("=")
-        if not sep or key not in ABLATION_KEYS:
+        if not sep or key not in ABLATION_KEYS or (kind == "sasrec" and key in FAME_ONLY_KEYS):
             raise SystemExit(f"bad ablation {item!r} in {name!r}: KEY=VALUE with KEY in "
                              + ", ".join(ABLATION_KEYS))
         overrides[key] = ABLATION_KEYS[key](value)
@@ -126,7 +130,9 @@ def run_famekit(source, kind: str, seed: int, hyper: dict, run_dir: Path, args,
     status = run_status(run_dir)
     model_options = {k: hyper[k] for k in ("d_model", "n_layers", "n_heads", "n_experts",
                                            "dropout")}
-    model_options.update(overrides or {})
+    overrides = dict(overrides or {})
+    hyper = {**hyper, **{k: overrides.pop(k) for k in OPTIMISATION_KEYS if k in overrides}}
+    model_options.update(overrides)
     common = {"progress": args.progress, "threads": args.threads}
     if status == "running":
         train(source, resume=run_dir, epochs=hyper["epochs"], patience=hyper["patience"], **common)
