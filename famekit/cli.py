@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--heads", type=_int, help="heads H = facets (4)")
     train.add_argument("--experts", type=_int, help="experts N per head (4)")
     train.add_argument("--dropout", type=float, help="dropout rate (0.2)")
+    train.add_argument("--loss-weighting", choices=("batch", "target"),
+                       help="'batch': every batch's mean weighs the same (default); 'target': "
+                            "every training target weighs the same over the epoch")
     train.add_argument("--router", choices=("learned", "uniform"),
                        help="FAME ablation: 'uniform' weighs every expert 1/N (learned)")
     train.add_argument("--gate", choices=("learned", "uniform"),
@@ -170,7 +173,8 @@ def _cmd_train(args) -> int:
                        ("max_len", "max_len"), ("eval_every", "eval_every"),
                        ("d_model", "d_model"), ("layers", "n_layers"), ("heads", "n_heads"),
                        ("experts", "n_experts"), ("dropout", "dropout"),
-                       ("router", "router"), ("gate", "gate")):
+                       ("router", "router"), ("gate", "gate"),
+                       ("loss_weighting", "loss_weighting")):
         value = getattr(args, flag)
         if value is not None:  # only what was given: resume keeps the run's own values
             options[name] = value

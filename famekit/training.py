@@ -117,7 +117,11 @@ _RUN_DEFAULTS: dict[str, Any] = {
     "max_len": 50,
     "eval_every": 1,
     "eval_batch_size": 256,
+    "loss_weighting": "batch",
 }
+# Arguments added after runs were first written: a train_args.json without them means this.
+_ADDED_RUN_ARGS = {"loss_weighting": "batch"}
+LOSS_WEIGHTINGS = ("batch", "target")
 
 
 @dataclass
@@ -175,6 +179,13 @@ def _read_json(path: Path) -> dict:
             f"{path} holds a JSON {type(value).__name__}, not an object. Fix: delete the run "
             "directory and train again, or restore the file"
         )
+    return value
+
+
+def _check_choice(name: str, value, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ParameterError(f"{name}={value!r} is invalid. Fix: use one of "
+                             + ", ".join(repr(c) for c in choices))
     return value
 
 
@@ -439,10 +450,19 @@ def _make_run_dir(run_dir: Path) -> None:
 
 # ------------------------------------------------------------------------------- the loop
 def _train_epoch(model, optimizer, batches: NextItemBatches, epoch_batches, ctx, autocast,
-                 bar) -> tuple[float, int]:
-    """One pass over the epoch's batches; returns (mean train loss, targets) over all ranks."""
+                 bar, loss_weighting: str = "batch") -> tuple[float, int]:
+    """One pass over the epoch's batches; returns (mean train loss, targets) over all ranks.
+
+    ``loss_weighting="batch"``: each step minimises its batch's mean cross-entropy, so every
+    batch weighs the same; with length-bucketed batches that gives each *user* about the same
+    weight (a batch of long sequences holds many more targets than one of short sequences).
+    ``"target"``: each step's summed cross-entropy is divided by the epoch's mean number of
+    targets per batch, so every (prefix, next item) pair weighs the same over the epoch, as in
+    prefix-augmented training (RecBole's SASRec).
+    """
     model.train()
     world, rank = ctx.world_size, ctx.rank
+    mean_batch_targets = batches.total_targets / max(1, len(epoch_batches))
     loss_sum = torch.zeros((), dtype=torch.float64, device=ctx.device)  # kept on the device:
     targets_seen = 0  # no host sync per step
     for step, rows in enumerate(epoch_batches):
@@ -461,6 +481,9 @@ def _train_epoch(model, optimizer, batches: NextItemBatches, epoch_batches, ctx,
             objective = loss * (local_targets * world / global_targets)
         else:
             objective = loss
+            global_targets = local_targets
+        if loss_weighting == "target":  # batch mean -> batch sum / epoch's mean batch size
+            objective = objective * (global_targets / mean_batch_targets)
         optimizer.zero_grad(set_to_none=True)
         objective.backward()
         optimizer.step()
@@ -493,6 +516,7 @@ def train(
     threads: int | None = None,
     eval_batch_size: int = 256,
     dataset_options: dict | None = None,
+    loss_weighting: str = "batch",
     **model_options,
 ) -> TrainResult:
     """Train a FAME or SASRec model with early stopping; see the module docstring.
@@ -516,6 +540,9 @@ def train(
         threads: torch CPU threads (see the module docstring).
         eval_batch_size: users per evaluation batch.
         dataset_options: options for :func:`famekit.datasets.load` (e.g. synthetic sizes).
+        loss_weighting: ``"batch"`` (each batch's mean; every batch weighs the same) or
+            ``"target"`` (every training target weighs the same over the epoch); see
+            ``_train_epoch``.
         **model_options: :class:`famekit.model.ModelConfig` fields (``d_model``, ``n_layers``,
             ``n_heads``, ``n_experts``, ``dropout``, ...).
 
@@ -529,7 +556,8 @@ def train(
                       overwrite=overwrite, threads=threads, dataset_options=dataset_options,
                       kind=kind, epochs=epochs, patience=patience, batch_size=batch_size, lr=lr,
                       seed=seed, max_len=max_len, eval_every=eval_every,
-                      eval_batch_size=eval_batch_size, model_options=model_options)
+                      eval_batch_size=eval_batch_size, loss_weighting=loss_weighting,
+                      model_options=model_options)
     finally:
         distributed.teardown(ctx)
 
@@ -567,6 +595,8 @@ def _new_run(out_dir, dataset, dataset_options, requested: dict) -> tuple[Path, 
         "max_len": _check_int("max_len", requested["max_len"], 1),
         "eval_every": _check_int("eval_every", requested["eval_every"], 1),
         "eval_batch_size": _check_int("eval_batch_size", requested["eval_batch_size"], 1),
+        "loss_weighting": _check_choice("loss_weighting", requested["loss_weighting"],
+                                        LOSS_WEIGHTINGS),
     }
     data, described = _resolve_dataset(dataset, dataset_options)
     args = {"famekit_version": famekit.__version__, "dataset": described, "kind": kind,
@@ -591,6 +621,8 @@ def _resumed_run(run_dir: Path, out_dir, dataset, requested: dict
             "by famekit train (it holds train_args.json)"
         )
     saved = _read_json(run_dir / TRAIN_ARGS_FILE)
+    if isinstance(saved, dict):
+        saved = {**_ADDED_RUN_ARGS, **saved}
     missing = sorted({*_RUN_DEFAULTS, "dataset", "epochs", "patience", "model_options"}
                      - set(saved))
     if missing or not all(isinstance(saved[k], dict) for k in ("dataset", "model_options")):
@@ -678,7 +710,8 @@ def _fit(ctx, data: SeqDataset, config: ModelConfig, args: dict, run_dir: Path, 
             with tqdm(total=len(epoch_batches), desc=f"epoch {epoch}", unit="batch",
                       leave=False, disable=not show) as batch_bar:
                 train_loss, _ = _train_epoch(train_model, optimizer, batches, epoch_batches, ctx,
-                                             autocast, batch_bar if show else None)
+                                             autocast, batch_bar if show else None,
+                                             args["loss_weighting"])
             if not math.isfinite(train_loss):
                 raise ParameterError(
                     f"training diverged at epoch {epoch} (loss {train_loss}). Fix: lower lr "

@@ -257,6 +257,7 @@ def test_default_run_dir_follows_famekit_runs(tmp_path, monkeypatch):
         ({"n_expertz": 3}, "unknown model option"),
         ({"dropout": 1.5}, "dropout"),
         ({"device": "tpu"}, "device"),
+        ({"loss_weighting": "user"}, "loss_weighting='user' is invalid"),
     ],
 )
 def test_bad_arguments_raise_parameter_errors_before_writing(tmp_path, overrides, message):
@@ -313,3 +314,46 @@ def test_training_on_cuda_uses_bf16_autocast_and_saves_cpu_loadable_weights(tmp_
     # (each moves a metric by at most 1/90).
     assert evaluate(run.model, dataset, split="test", progress=False) == pytest.approx(
         result.test, abs=0.03)
+
+
+def test_target_weighting_gives_every_target_the_same_weight(tmp_path, monkeypatch):
+    # Record the objective each step minimises, per weighting: "batch" = the batch's mean CE,
+    # "target" = batch sum / the epoch's mean targets per batch (so the epoch's objectives sum
+    # to the mean over all its targets times the number of batches).
+    from famekit import training
+
+    seen = {}
+
+    def recording(kind):
+        real_backward = torch.Tensor.backward
+
+        def backward(self, *args, **kwargs):
+            seen.setdefault(kind, []).append(float(self.detach()))
+            return real_backward(self, *args, **kwargs)
+        return backward
+
+    dataset = tiny_dataset()
+    for kind in ("batch", "target"):
+        monkeypatch.setattr(torch.Tensor, "backward", recording(kind))
+        tiny_train(dataset, tmp_path / kind, epochs=1, loss_weighting=kind, lr=1e-9)
+        monkeypatch.undo()
+    batch, target = np.array(seen["batch"]), np.array(seen["target"])
+    assert len(batch) == len(target) > 2
+    batches = training.NextItemBatches(dataset.split().train_sequences(), 10, 16)
+    order = batches.epoch(training._epoch_rng(0, 1))
+    counts = np.array([batches.n_targets[rows].sum() for rows in order], dtype=float)
+    # lr ~ 0: both runs see (almost) the same losses, only the weights differ
+    np.testing.assert_allclose(target, batch * counts / counts.mean(), rtol=1e-4)
+    assert json.loads((tmp_path / "target" / "train_args.json").read_text())[
+        "loss_weighting"] == "target"
+
+
+def test_runs_written_before_loss_weighting_still_resume(tmp_path):
+    dataset = tiny_dataset()
+    tiny_train(dataset, tmp_path / "old", epochs=1)
+    args_path = tmp_path / "old" / "train_args.json"
+    saved = json.loads(args_path.read_text())
+    del saved["loss_weighting"]
+    args_path.write_text(json.dumps(saved))
+    result = train(dataset, resume=tmp_path / "old", epochs=2, progress=False, threads=1)
+    assert result.best_epoch in (1, 2)
