@@ -61,7 +61,7 @@ OPTIMISATION_KEYS = ("batch_size", "lr", "loss_weighting")
 TABLE_METRICS = ("HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20")
 PREFIX_DATASET = "ml-1m-prefix"
 TRAIN_KEYS = ("d_model", "n_layers", "n_heads", "n_experts", "dropout", "max_len", "epochs",
-              "patience", "batch_size", "lr")
+              "patience", "batch_size", "lr", "loss_weighting")
 
 
 # ------------------------------------------------------------------------------------ datasets
@@ -85,6 +85,7 @@ def recipe(name: str, args) -> dict:
     base.pop("dataset_options", None)
     base.setdefault("batch_size", 256)  # famekit.training.train's defaults (spec §4)
     base.setdefault("lr", 1e-3)
+    base.setdefault("loss_weighting", "batch")
     for key in ("epochs", "patience"):
         if getattr(args, key) is not None:
             base[key] = getattr(args, key)

@@ -103,7 +103,8 @@ def famekit_child(args) -> int:
     train(load_dataset(args.dataset), kind=args.kind, out_dir=args.run_dir, seed=0,
           epochs=args.epochs, patience=args.epochs, batch_size=hyper["batch_size"],
           lr=hyper["lr"], max_len=hyper["max_len"], threads=args.threads, progress=False,
-          overwrite=True, device="cpu", d_model=hyper["d_model"], n_layers=hyper["n_layers"],
+          overwrite=True, device="cpu", loss_weighting=hyper["loss_weighting"],
+          d_model=hyper["d_model"], n_layers=hyper["n_layers"],
           n_heads=hyper["n_heads"], n_experts=hyper["n_experts"], dropout=hyper["dropout"])
     return 0
 
@@ -254,8 +255,8 @@ def _summary_lines(title: str, summary: dict) -> list[str]:
                      f"{reached('time_to_recbole_best', name)} | "
                      f"{reached('time_to_common_target', name)} |")
     if "common_target_valid_NDCG@10" in summary:
-        lines += ["", f"Common target = the lowest best valid NDCG@10 of the systems: "
-                      f"{summary['common_target_valid_NDCG@10']:.4f}."]
+        common = summary["common_target_valid_NDCG@10"]
+        lines += ["", f"Common target = the lowest best valid NDCG@10 of the systems: {common:.4f}."]
     lines += ["", "Ratios:", ""]
     lines += [f"- {k}: {v:.2f}" if v is not None else f"- {k}: n/a (target not reached)"
               for k, v in summary["ratios"].items()]
