@@ -303,11 +303,10 @@ def main(argv: list[str] | None = None) -> int:
     log_path = out / "invocations.json"
     log = json.loads(log_path.read_text()) if log_path.is_file() else {"argv": [], "hypers": {},
                                                                         "recbole": []}
-    # The command that (re)produces these runs: a --table-only call records the training call.
+    # The commands that trained these runs (a --table-only call trains nothing: not recorded).
     invocation = shlex.join(["benchmarks/reproduce.py",
-                             *(a for a in (argv if argv is not None else sys.argv[1:])
-                               if a != "--table-only")])
-    if invocation not in log["argv"]:
+                             *(argv if argv is not None else sys.argv[1:])])
+    if not args.table_only and invocation not in log["argv"]:
         log["argv"].append(invocation)
     atomic_write_json(log_path, log)
     hypers, recbole_cmds = log["hypers"], log["recbole"]
