@@ -22,8 +22,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from famekit import analysis as A  # noqa: E402
-from famekit.workspace import open_run  # noqa: E402
+from famekit import analysis as A
+from famekit.workspace import open_run
 
 
 def diagnose(run_dir: Path) -> dict:
