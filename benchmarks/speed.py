@@ -236,6 +236,31 @@ def summarise(histories: dict[str, list[dict]], rss: dict[str, float]) -> dict:
     return out
 
 
+def normalised_times(report: dict) -> dict:
+    """Time to target with every system's epoch priced at this invocation's measurement.
+
+    The converged runs may have trained while the machine was shared (their wall times then
+    depend on what else ran); epochs-to-target do not. Seconds = epochs to reach the target
+    (from the converged histories) x (train + validation seconds per epoch of this invocation's
+    short runs, one system after the other on the same machine).
+    """
+    short, converged = report["systems"], report["converged"]
+    out: dict = {"per_epoch_seconds": {}, "seconds": {}, "ratios": {}}
+    for key in ("time_to_recbole_best", "time_to_common_target"):
+        out["seconds"][key] = {}
+        for name, reach in converged.get(key, {}).items():
+            if name not in short:
+                continue
+            per_epoch = short[name]["epoch_seconds_mean"] + short[name]["eval_seconds_mean"]
+            out["per_epoch_seconds"][name] = per_epoch
+            out["seconds"][key][name] = reach["epoch"] * per_epoch if reach["epoch"] else None
+        times = out["seconds"][key]
+        for name in ("sasrec", "fame"):
+            if times.get("recbole-sasrec") and times.get(name):
+                out["ratios"][f"{key} recbole / {name}"] = times["recbole-sasrec"] / times[name]
+    return out
+
+
 def _summary_lines(title: str, summary: dict) -> list[str]:
     """A markdown table of one ``summarise`` result, then its ratios."""
     lines = [f"## {title}", "",
@@ -276,6 +301,16 @@ def markdown(report: dict) -> str:
                                 report["converged"])
     lines += _summary_lines(f"This invocation's runs ({report['epochs']} epoch(s) each, "
                             "one after the other)", report)
+    norm = report.get("normalised_time_to_target")
+    if norm:
+        lines += ["## Time to target, load-independent", "",
+                  "Epochs to reach the target (converged runs) x seconds per epoch (training + "
+                  "validation, this invocation's runs):", ""]
+        for key, times in norm["seconds"].items():
+            cells = ", ".join(f"{name} {sec:.0f} s" if sec else f"{name} not reached"
+                              for name, sec in times.items())
+            lines.append(f"- {key.replace('_', ' ')}: {cells}")
+        lines += ["", *(f"- {k}: {v:.2f}" for k, v in norm["ratios"].items()), ""]
     if "flops" in report:
         f = report["flops"]
         lines += ["", (f"fp32 GEMM peak (torch.matmul 2048², {report['gemm_threads']} threads): "
@@ -356,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
                      for name, run in given.items() if run}
         report["converged"] = summarise(converged, {})
         report["converged_histories"] = converged
+        report["normalised_time_to_target"] = normalised_times(report)
     report.update(command=shlex.join(["benchmarks/speed.py", *(argv or sys.argv[1:])]),
                   epochs=args.epochs,
                   dataset=args.dataset, hyperparameters=hyper, threads=args.threads,
