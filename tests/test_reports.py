@@ -83,3 +83,27 @@ def test_ground_truth_is_measured_on_synthetic_and_skipped_elsewhere():
 def test_reports_stay_small():
     total = sum(p.stat().st_size for p in REPORTS.rglob("*") if p.is_file())
     assert total < 30 * 2**20, f"reports/ holds {total / 2**20:.1f} MiB (limit 30)"
+
+
+def test_the_benchmark_report_matches_its_tables():
+    # reports/benchmarks: the plots' recorded numbers are the committed table's, and every
+    # finished run of runs.csv is in that table
+    import pandas as pd
+
+    folder = REPORTS / "benchmarks"
+    status = json.loads((folder / "report.json").read_text())
+    assert [n["status"] for n in status["notebooks"]] == ["ok"]
+    recorded = results("benchmarks", "benchmarks")
+    table = pd.read_csv(folder / "results.csv")
+    for dataset, means in recorded["means"].items():
+        for model, value in means.items():
+            row = table[(table["dataset"] == dataset) & (table["model"] == model)]
+            assert len(row) == 1 and round(float(row["NDCG@10_mean"].iloc[0]), 4) == value
+    runs = pd.read_csv(folder / "runs.csv", dtype={"seed": str})
+    for (dataset, model), group in runs.groupby(["dataset", "model"]):
+        row = table[(table["dataset"] == dataset) & (table["model"] == model)]
+        assert row["seeds"].iloc[0].split() == list(group["seed"]), (dataset, model)
+    assert all(s == "finished" for s in runs["status"].fillna("finished"))
+    # every trained model beats popularity on every dataset
+    for dataset, means in recorded["means"].items():
+        assert all(v > means["popularity"] for m, v in means.items() if m != "popularity")
