@@ -22,9 +22,13 @@ import torch
 
 __all__ = ["CHUNK_ELEMENTS", "softmax_cross_entropy"]
 
-# Logit elements per chunk: 2^21 float32 = 8 MiB, small enough to stay in a CPU's L2/L3 and
-# below glibc's dynamic mmap threshold (so chunk buffers are reused, not page-faulted anew).
-CHUNK_ELEMENTS = 1 << 21
+# Logit elements per chunk. Default: one chunk (all rows at once), because multi-chunk runs
+# were not bit-reproducible with 2 CPU threads at some chunk sizes (2^19 and 2^21 elements
+# differed between two identical synthetic trainings, 2^17 and 2^20 did not; the cause, likely a
+# size-dependent GEMM kernel choice, is not pinned down). Speed for reproducibility: on Beauty
+# 2^21 (8 MiB) chunks made a training step 76 ms instead of ~120 ms (2 threads) and cut peak
+# RSS ~3x; pass chunk_elements=1 << 21 where bit-identical reruns do not matter.
+CHUNK_ELEMENTS = 1 << 40
 
 
 def _compute_dtype(device_type: str, fallback: torch.dtype) -> torch.dtype:
