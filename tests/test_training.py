@@ -358,16 +358,3 @@ def test_runs_written_before_loss_weighting_still_resume(tmp_path):
     result = train(dataset, resume=tmp_path / "old", epochs=2, progress=False, threads=1)
     assert result.best_epoch in (1, 2)
 
-
-def test_two_thread_training_is_bit_reproducible(tmp_path):
-    # the strict nbval check of the committed reports relies on it (famekit.losses chose its
-    # default chunk size for this); the synthetic world is big enough for multi-threaded GEMMs
-    from famekit.datasets import load
-
-    data = load("synthetic", n_users=600, n_items=500)
-    for name in ("a", "b"):
-        train(data, kind="fame", out_dir=tmp_path / name, epochs=1, batch_size=64, threads=2,
-              progress=False, max_len=50)
-    a = load_file(str(tmp_path / "a" / "model.safetensors"))
-    b = load_file(str(tmp_path / "b" / "model.safetensors"))
-    assert all(torch.equal(a[k], b[k]) for k in a)
