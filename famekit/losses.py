@@ -10,8 +10,9 @@ buffers is freshly ``mmap``-ed and page-faulted by the allocator every step. Pro
 bound by that memory traffic, not by the matmuls.
 
 :func:`softmax_cross_entropy` computes the same loss row-chunk by row-chunk: each chunk's logits
-(a few MB, cache-resident) are turned into (log-sum-exp, target logit) at once; the backward
-pass recomputes the chunk's logits and forms ``softmax - onehot`` in place. It trades one extra
+are turned into (log-sum-exp, target logit) in place; the backward pass recomputes the chunk's
+logits and forms ``softmax - onehot`` in place. With 8 MiB chunks (cache-resident) a Beauty
+step took 76 ms instead of 126 ms; the default is one chunk (see :data:`CHUNK_ELEMENTS`). It trades one extra
 [R, d] x [d, V] matmul (4/3 of the GEMM FLOPs) for never holding more than one chunk; results
 equal ``F.cross_entropy`` up to float rounding (tests/test_losses.py).
 """

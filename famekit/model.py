@@ -466,9 +466,9 @@ class SequentialRecommender(HookedRootModule):
         §4): the trainer gives every non-padding position its next item (one pass per
         sequence, "SASRec with CE"); RecBole's prefix augmentation ("last_position") is the
         same call with only the last column of ``targets`` non-zero.
-        Only those rows are scored: select them first, then [R, d] x [d, V] in row chunks
-        (spec §4: 3-4x faster than scoring every padded position; chunking keeps the [R, V]
-        logits out of memory, :mod:`famekit.losses`).
+        Only those rows are scored: select them first, then [R, d] x [d, V] through
+        :func:`famekit.losses.softmax_cross_entropy` (spec §4: 3-4x faster than scoring every
+        padded position; row chunks, one by default, bound the logits held at once).
         Choice: the padding column is left out of the softmax by scoring items 1..V only and
         shifting the targets by one (no -inf column, and no gradient reaches E[0]).
         A batch without any target gives a zero loss that is still connected to every
@@ -485,7 +485,7 @@ class SequentialRecommender(HookedRootModule):
             logits = self.hook_logits(queries @ table.T)  # [B, n, V+1]
             logits = logits[selected][:, 1:]  # [R, V]
             return F.cross_entropy(logits.float(), targets[selected] - 1)
-        # [R, d] against [V, d] in row chunks: the [R, V] logits are never held at once
+        # [R, d] against [V, d]; famekit.losses.CHUNK_ELEMENTS bounds the logits held at once
         return softmax_cross_entropy(queries[selected], table[1:], targets[selected] - 1)
 
     def score_last(self, input_ids: torch.Tensor) -> torch.Tensor:
