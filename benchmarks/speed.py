@@ -1,6 +1,6 @@
 """Speed and cost (issue 7 §2): RecBole SASRec vs our SASRec vs FAME, one run, one machine.
 
-    FAMEKIT_SHARED_DATA=/work/shared/data nice -n 19 .venv/bin/python benchmarks/speed.py \
+    FAMEKIT_SHARED_DATA=../shared/data nice -n 19 .venv/bin/python benchmarks/speed.py \
         --dataset beauty --epochs 2 --threads 1
 
 What it measures, each system in its own child process (so ``ru_maxrss`` of that child is the
@@ -177,6 +177,75 @@ def step_flops(dataset_name: str, kind: str, threads: int, n_batches: int, args)
             "gflops_achieved": total_flops / total_seconds / 1e9}
 
 
+def loss_chunks_child(args) -> int:
+    """Training-step time, peak memory and bit-reproducibility of each loss chunk size, SASRec
+    and FAME, on real batches of the dataset, in this one process (sizes interleaved, so that
+    a change of machine load hits them alike)."""
+    import hashlib
+    import resource
+
+    import numpy as np
+    import torch
+    from reproduce import load_dataset, recipe
+
+    from famekit import losses
+    from famekit.batching import NextItemBatches
+    from famekit.model import ModelConfig, build_model
+
+    torch.set_num_threads(args.gemm_threads)
+    data = load_dataset(args.dataset)
+    hyper = recipe(args.dataset, args)
+    batches = NextItemBatches(data.split().train_sequences(), hyper["max_len"],
+                              hyper["batch_size"])
+    order = batches.epoch(np.random.default_rng(0))[: args.flop_batches + 2]
+    tensors = [tuple(torch.from_numpy(x) for x in batches.materialise(rows)) for rows in order]
+    sizes = {"one chunk": 1 << 40, "8 MiB chunks": 1 << 21}
+
+    def steps(kind: str, chunk: int) -> tuple[list[float], str]:
+        losses.CHUNK_ELEMENTS = chunk
+        torch.manual_seed(0)
+        model = build_model(ModelConfig(n_items=data.n_items, kind=kind,
+                                        max_len=hyper["max_len"], d_model=hyper["d_model"],
+                                        n_layers=hyper["n_layers"], n_heads=hyper["n_heads"],
+                                        n_experts=hyper["n_experts"], dropout=0.0))
+        optimizer = torch.optim.Adam(model.parameters(), lr=hyper["lr"])
+        seconds = []
+        for inputs, targets in tensors:
+            began = time.perf_counter()
+            optimizer.zero_grad(set_to_none=True)
+            model(inputs, targets).backward()
+            optimizer.step()
+            seconds.append(time.perf_counter() - began)
+        digest = hashlib.sha256(b"".join(p.detach().numpy().tobytes()
+                                         for p in model.parameters())).hexdigest()[:16]
+        return seconds[2:], digest  # the first two steps warm up
+
+    rows = []
+    for kind in ("sasrec", "fame"):
+        timings = {name: [] for name in sizes}
+        digests = {name: set() for name in sizes}
+        for _ in range(args.repeats):
+            for name, chunk in sizes.items():
+                seconds, digest = steps(kind, chunk)
+                timings[name] += seconds
+                digests[name].add(digest)
+        for name, chunk in sizes.items():
+            rows.append({"kind": kind, "chunking": name, "chunk_elements": chunk,
+                         "median_step_ms": 1000 * float(np.median(timings[name])),
+                         "steps": len(timings[name]), "repeats": args.repeats,
+                         "bit_identical_repeats": len(digests[name]) == 1})
+    out = {"dataset": args.dataset, "threads": args.gemm_threads, "rows": rows,
+           "mkl_cbwr": os.environ.get("MKL_CBWR"),
+           "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+    for kind in ("sasrec", "fame"):
+        one, chunked = (r["median_step_ms"] for r in rows if r["kind"] == kind)
+        out[f"{kind}_speedup"] = one / chunked
+    print(json.dumps(out, indent=1))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(out, indent=2))
+    return 0
+
+
 def flops_child(args) -> int:
     out = {"gemm_gflops": gemm_peak(args.gemm_threads),
            "steps": [step_flops(args.dataset, kind, args.gemm_threads, args.flop_batches, args)
@@ -323,7 +392,9 @@ def markdown(report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", nargs="?", default="run", choices=("run", "_famekit", "_flops"))
+    parser.add_argument("mode", nargs="?", default="run", choices=("run", "loss", "_famekit", "_flops"),
+                        help="run: the speed table; loss: one chunk vs 8 MiB loss chunks "
+                             "(step time + bit-reproducibility, one process)")
     parser.add_argument("--dataset", default="beauty")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--patience", type=int, default=None)
@@ -339,6 +410,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sasrec-run", help="a converged famekit SASRec run (its history)")
     parser.add_argument("--fame-run", help="a converged famekit FAME run (its history)")
     parser.add_argument("--skip-flops", action="store_true")
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="loss mode: identical runs per chunk size (reproducibility)")
     # child-mode arguments
     parser.add_argument("--kind")
     parser.add_argument("--run-dir")
@@ -348,6 +421,8 @@ def main(argv: list[str] | None = None) -> int:
         return famekit_child(args)
     if args.mode == "_flops":
         return flops_child(args)
+    if args.mode == "loss":
+        return loss_chunks_child(args)
 
     import reproduce
     import torch

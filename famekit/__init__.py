@@ -7,7 +7,15 @@ Layers, and the way imports run (nothing lower imports anything higher)::
              -> widgets, report, CLI
 """
 
+import os as _os
+
 __version__ = "0.1.0"
+
+# Intel MKL (torch's CPU BLAS on x86-64) may give different GEMM results from run to run with
+# several threads unless its Conditional Numerical Reproducibility mode is on; "AUTO" keeps its
+# fastest code path for this CPU. MKL reads the variable before its first call, so it is set
+# here, before famekit imports torch; a value the user set wins (docs/decisions.md).
+_os.environ.setdefault("MKL_CBWR", "AUTO")
 
 from famekit.errors import FamekitError  # noqa: E402,F401
 

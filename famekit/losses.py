@@ -11,8 +11,8 @@ bound by that memory traffic, not by the matmuls.
 
 :func:`softmax_cross_entropy` computes the same loss row-chunk by row-chunk: each chunk's logits
 are turned into (log-sum-exp, target logit) in place; the backward pass recomputes the chunk's
-logits and forms ``softmax - onehot`` in place. With 8 MiB chunks (cache-resident) a Beauty
-step took 76 ms instead of 126 ms; the default is one chunk (see :data:`CHUNK_ELEMENTS`). It trades one extra
+logits and forms ``softmax - onehot`` in place. 8 MiB chunks (cache-resident, the default
+:data:`CHUNK_ELEMENTS`) make a Beauty training step faster than one chunk. It trades one extra
 [R, d] x [d, V] matmul (4/3 of the GEMM FLOPs) for never holding more than one chunk; results
 equal ``F.cross_entropy`` up to float rounding (tests/test_losses.py).
 """
@@ -23,13 +23,10 @@ import torch
 
 __all__ = ["CHUNK_ELEMENTS", "softmax_cross_entropy"]
 
-# Logit elements per chunk. Default: one chunk (all rows at once), because multi-chunk runs
-# were not bit-reproducible with 2 CPU threads at some chunk sizes (2^19 and 2^21 elements
-# differed between two identical synthetic trainings, 2^17 and 2^20 did not; the cause, likely a
-# size-dependent GEMM kernel choice, is not pinned down). Speed for reproducibility: on Beauty
-# 2^21 (8 MiB) chunks made a training step 76 ms instead of ~120 ms (2 threads) and cut peak
-# RSS ~3x; pass chunk_elements=1 << 21 where bit-identical reruns do not matter.
-CHUNK_ELEMENTS = 1 << 40
+# Logit elements per chunk: 2^21 float32 = 8 MiB, small enough to stay in cache while the
+# chunk's softmax is formed in place. Faster than one chunk and bit-reproducible on one machine
+# (measured with benchmarks/speed.py loss; docs/decisions.md, "Loss chunks").
+CHUNK_ELEMENTS = 1 << 21
 
 
 def _compute_dtype(device_type: str, fallback: torch.dtype) -> torch.dtype:
@@ -82,17 +79,19 @@ class _ChunkedSoftmaxCrossEntropy(torch.autograd.Function):
 
 
 def softmax_cross_entropy(queries: torch.Tensor, table: torch.Tensor, targets: torch.Tensor,
-                          chunk_elements: int = CHUNK_ELEMENTS) -> torch.Tensor:
+                          chunk_elements: int | None = None) -> torch.Tensor:
     """Mean of ``F.cross_entropy(queries @ table.T, targets)``, computed in row chunks.
 
     ``queries``: [R, d]; ``table``: [V, d] (the candidate items, no padding row);
     ``targets``: [R] int64 in 0..V-1. Gradients flow to ``queries`` and ``table``. Under
     autocast the matmuls run in autocast's dtype and the softmax in float32, as
-    ``F.cross_entropy(logits.float(), ...)`` would.
+    ``F.cross_entropy(logits.float(), ...)`` would. ``chunk_elements``: logits held at once
+    (default :data:`CHUNK_ELEMENTS`, read at call time so that a benchmark can change it).
     """
     if queries.ndim != 2 or table.ndim != 2 or queries.shape[1] != table.shape[1]:
         raise ValueError(f"need queries [R, d] and table [V, d], got {tuple(queries.shape)} "
                          f"and {tuple(table.shape)}")
+    chunk_elements = CHUNK_ELEMENTS if chunk_elements is None else chunk_elements
     chunk_rows = max(1, chunk_elements // max(1, table.shape[0]))
     dtype = _compute_dtype(queries.device.type, queries.dtype)
     with torch.autocast(queries.device.type, enabled=False):

@@ -1,4 +1,4 @@
-"""FAME and the SASRec baseline, in one readable file (docs: /work/shared/docs/fame-spec.md).
+"""FAME and the SASRec baseline, in one readable file (docs: docs/fame-spec.md).
 
     cfg = ModelConfig(n_items=V, kind="fame")        # or kind="sasrec"
     model = build_model(cfg)
@@ -468,7 +468,7 @@ class SequentialRecommender(HookedRootModule):
         same call with only the last column of ``targets`` non-zero.
         Only those rows are scored: select them first, then [R, d] x [d, V] through
         :func:`famekit.losses.softmax_cross_entropy` (spec §4: 3-4x faster than scoring every
-        padded position; row chunks, one by default, bound the logits held at once).
+        padded position; 8 MiB row chunks bound the logits held at once).
         Choice: the padding column is left out of the softmax by scoring items 1..V only and
         shifting the targets by one (no -inf column, and no gradient reaches E[0]).
         A batch without any target gives a zero loss that is still connected to every

@@ -89,3 +89,49 @@ def test_autocast_runs_the_matmuls_in_its_dtype():
     assert gq.dtype == torch.float32 and gt.dtype == torch.float32
     torch.testing.assert_close(gq, rq, rtol=5e-2, atol=5e-3)
     torch.testing.assert_close(gt, rt, rtol=5e-2, atol=5e-3)
+
+
+def test_the_default_is_the_fast_chunked_path():
+    # several chunks for any catalogue of more than a few thousand rows x items
+    from famekit import losses
+
+    assert losses.CHUNK_ELEMENTS == 1 << 21
+
+
+def test_chunked_loss_is_bit_reproducible_with_two_threads():
+    # Beauty-sized scoring (12k items): several 8 MiB chunks, multi-threaded GEMMs, fresh
+    # buffers each time, as in training
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        torch.manual_seed(0)
+        q0, t0 = torch.randn(700, 64), torch.randn(12_101, 64) * 0.1
+        y = torch.randint(0, 12_101, (700,))
+        results = []
+        for _ in range(3):
+            q, t = q0.clone().requires_grad_(), t0.clone().requires_grad_()
+            loss = softmax_cross_entropy(q, t, y)
+            loss.backward()
+            results.append((loss.detach(), q.grad, t.grad))
+        for other in results[1:]:
+            assert all(torch.equal(a, b) for a, b in zip(results[0], other))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_mkl_reproducibility_mode_is_on():
+    # famekit sets MKL_CBWR=AUTO before torch loads MKL (see famekit/__init__.py)
+    import ctypes
+    import os
+
+    import famekit  # noqa: F401
+
+    assert os.environ.get("MKL_CBWR")
+    if not torch.backends.mkl.is_available():
+        pytest.skip("this torch build has no MKL (its BLAS needs no such mode)")
+    lib = ctypes.CDLL(os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so"))
+    getter = getattr(lib, "mkl_serv_cbwr_get", None)
+    if getter is None:
+        pytest.skip("this MKL build does not export its reproducibility query")
+    if os.environ["MKL_CBWR"] == "AUTO":
+        assert getter(1) == 2  # MKL_CBWR_AUTO: MKL took the setting
