@@ -142,6 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--benchmarks", action="store_true",
                         help="instead: render notebooks/benchmarks.ipynb over the committed "
                              "tables in <out>/benchmarks/ (trains nothing)")
+    report.add_argument("--check", action="store_true",
+                        help="instead: prove that the committed <out>/<dataset>/ report is what "
+                             "this code produces: re-execute it over the runs it carries and "
+                             "compare every text output with tolerances, then retrain its runs "
+                             "and compare their metrics (exits 1 on a difference)")
+    report.add_argument("--no-retrain", action="store_true",
+                        help="with --check: skip the retraining part")
     report.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
 
@@ -242,6 +249,8 @@ def _cmd_report(args) -> int:
             parameters[name] = json.loads(value)
         except ValueError:
             parameters[name] = value  # a bare string
+    if args.check:
+        return _check_report(args)
     if args.benchmarks:
         result = generate_benchmark_report(out=args.out, notebooks_dir=args.notebooks,
                                            timeout=args.timeout, progress=not args.no_progress)
@@ -258,6 +267,38 @@ def _cmd_report(args) -> int:
     print(f"{result.dataset}: {sum(n.status == 'ok' for n in result.notebooks)}/"
           f"{len(result.notebooks)} notebooks ok in {result.seconds:.0f} s; "
           f"open {Path(result.out) / 'index.html'}")
+    return 0 if result.ok else 1
+
+
+def _check_report(args) -> int:
+    from famekit.report_check import Tolerances, check_report
+
+    tol = Tolerances()
+    result = check_report(Path(args.out) / args.dataset, notebooks_dir=args.notebooks,
+                          retrain=not args.no_retrain, tol=tol, timeout=args.timeout,
+                          progress=not args.no_progress)
+    print(f"re-executed over the bundled runs (numbers within rel {tol.rel:g} or "
+          f"{tol.last_digit_units:g} unit of the last digit; words and integers exact):")
+    for name, count in result.compared.items():
+        bad = sum(d.notebook == name for d in result.differences)
+        moved, largest = result.wiggles.get(name, (0, 0.0))
+        print(f"  {name:<22} {count:5d} numbers, {moved:4d} moved (largest {largest:6.2%} of "
+              f"the tolerance)  {'ok' if not bad else f'{bad} difference(s)'}")
+    if result.retrained:
+        print(f"retrained from scratch (test NDCG@10 within ±{tol.retrain_ndcg_abs:g}, best "
+              f"epoch within ±{tol.retrain_epochs}):")
+        for kind, pair in result.retrained.items():
+            old, new = pair["committed"], pair["now"]
+            print(f"  {kind:<8} NDCG@10 {old['NDCG@10']:.4f} -> {new['NDCG@10']:.4f}   "
+                  f"best epoch {old['best_epoch']} -> {new['best_epoch']}")
+    shown = 20  # the first ones tell where to look; the count says how many more
+    for difference in result.differences[:shown]:
+        print(f"DIFFERENCE {difference}")
+    if len(result.differences) > shown:
+        print(f"... and {len(result.differences) - shown} more difference(s)")
+    verdict = "matches" if result.ok else f"differs in {len(result.differences)} place(s) from"
+    print(f"{result.folder}: the current code {verdict} the committed report "
+          f"({result.seconds:.0f} s)")
     return 0 if result.ok else 1
 
 

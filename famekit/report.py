@@ -35,6 +35,7 @@ import html
 import json
 import os
 import re
+import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -48,6 +49,7 @@ __all__ = [
     "NotebookResult",
     "ReportBusyError",
     "ReportResult",
+    "bundle_runs",
     "default_notebooks_dir",
     "find_notebooks",
     "generate_benchmark_report",
@@ -57,6 +59,10 @@ __all__ = [
 ]
 
 ASSETS = "assets"
+RUNS_FOLDER = "runs"  # <report>/runs/<run name>/: the weights the report was made from
+# What a bundled run keeps: enough to load and re-execute it (no optimizer state).
+BUNDLED_RUN_FILES = ("config.json", "model.safetensors", "train_args.json", "metrics.csv",
+                     "metrics.json")
 PLOTLY_JS = "plotly.min.js"
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 STATUS_FILE = "report.json"
@@ -228,7 +234,8 @@ def _install_plotly_js(out: Path) -> str:
 
 
 def _run_metrics(run_dirs: dict) -> dict:
-    """Test metrics of each run (from its config.json summary)."""
+    """Test metrics of each run (from its config.json summary), naming the run by its bundled
+    copy (``runs/<name>``, relative to the report folder: no machine's path is recorded)."""
     metrics = {}
     for kind, run_dir in run_dirs.items():
         if run_dir is None:
@@ -239,19 +246,40 @@ def _run_metrics(run_dirs: dict) -> dict:
             continue
         summary = config.get("summary") or {}
         test = summary.get("test") or summary.get("test_metrics") or {}
-        metrics[kind] = {"run_dir": str(run_dir), "best_epoch": summary.get("best_epoch"),
+        metrics[kind] = {"run_dir": f"{RUNS_FOLDER}/{Path(run_dir).name}",
+                         "best_epoch": summary.get("best_epoch"),
                          **{k: v for k, v in test.items() if isinstance(v, (int, float))}}
     return metrics
 
 
 def _execute(src: Path, dest: Path, parameters: dict, cwd: Path, timeout: int):
-    """papermill writes ``dest`` as it goes, so a failed run leaves its partial notebook there."""
-    import papermill
+    """papermill writes ``dest`` as it goes, so a failed run leaves its partial notebook there.
 
-    return papermill.execute_notebook(
+    The kernel talks to papermill over IPC sockets (files in Jupyter's private runtime folder)
+    rather than TCP on localhost: nothing else on the machine can connect to it, and ipykernel
+    has no reason to print its "running over TCP without encryption" warning per notebook.
+    """
+    import papermill
+    from traitlets.config import Config
+
+    config = Config()
+    config.KernelManager.transport = "ipc"
+    nb = papermill.execute_notebook(
         str(src), str(dest), parameters=parameters, kernel_name="python3", progress_bar=False,
-        cwd=str(cwd), execution_timeout=timeout, log_output=False,
+        cwd=str(cwd), execution_timeout=timeout, log_output=False, config=config,
     )
+    _relative_papermill_paths(nb, src, dest)
+    return nb
+
+
+def _relative_papermill_paths(nb, src: Path, dest: Path) -> None:
+    """papermill records absolute input/output paths; keep names only, so that a committed
+    report carries no path of the machine that wrote it."""
+    meta = nb.metadata.get("papermill")
+    if meta is not None:
+        meta["input_path"] = f"notebooks/{src.name}" if src.parent.name == "notebooks" \
+            else src.name
+        meta["output_path"] = dest.name.removeprefix(".").replace(".running", "")
 
 
 def _declared_parameters(src: Path) -> set[str]:
@@ -316,6 +344,7 @@ def generate_reports(
                                      "with a directory written by famekit train")
             injected_run = str(run_dir)
         sasrec_dir = workspace.ensure_run(dataset, "sasrec", seed, quick, progress)
+        bundle_runs([run_dir, sasrec_dir], folder)
         result.metrics = _run_metrics({"fame": run_dir, "sasrec": sasrec_dir})
         plotly_src = "../" + _install_plotly_js(out)
         parameters = {**(parameters or {}), "DATASET": dataset, "RUN_DIR": injected_run,
@@ -339,6 +368,45 @@ def generate_reports(
         })
     write_index(out)
     return result
+
+
+def bundle_runs(run_dirs, folder: Path) -> list[Path]:
+    """Copy the runs a report is made from into ``folder/runs/<name>/`` (weights and JSON, no
+    optimizer state; a few hundred kB for the embedded default), replacing older copies.
+
+    With them a committed report can be re-executed over the same weights on any machine
+    (:func:`famekit.report_check.check_report`), where retraining would give other floats.
+    """
+    import shutil
+
+    root = folder / RUNS_FOLDER
+    root.mkdir(parents=True, exist_ok=True)
+    bundled = []
+    for run_dir in run_dirs:
+        run_dir = Path(run_dir)
+        target = root / run_dir.name
+        if target.resolve() == run_dir.resolve():
+            bundled.append(target)
+            continue
+        staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{run_dir.name}."))
+        try:
+            for name in BUNDLED_RUN_FILES:
+                if (run_dir / name).is_file():
+                    atomic_write_bytes(staging / name, (run_dir / name).read_bytes())
+            old = root / f".{run_dir.name}.old"
+            shutil.rmtree(old, ignore_errors=True)
+            if target.exists():
+                os.replace(target, old)
+            os.replace(staging, target)
+            shutil.rmtree(old, ignore_errors=True)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        bundled.append(target)
+    keep = {p.name for p in bundled}
+    for stale in root.iterdir():  # runs of an earlier report (another seed, another --run)
+        if stale.is_dir() and stale.name not in keep and not stale.name.startswith("."):
+            shutil.rmtree(stale)
+    return bundled
 
 
 def _render_notebooks(notebooks: list[Path], folder: Path, out: Path, parameters: dict,

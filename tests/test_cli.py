@@ -141,6 +141,59 @@ def test_report_runs_the_notebooks_and_exits_1_when_one_fails(tmp_path, monkeypa
                          "--no-progress"]) + 1  # only the good one: exit 0
 
 
+@pytest.mark.notebooks
+def test_report_check_passes_on_its_own_report_and_fails_on_a_change(tmp_path, monkeypatch,
+                                                                      capsys):
+    import nbformat
+
+    from famekit import workspace
+
+    def fake_run(dataset, kind="fame", seed=0, quick=False, progress=True):  # no training here
+        path = tmp_path / "runs" / f"{dataset}-{kind}-seed{seed}"
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "model.safetensors").write_bytes(b"weights")
+        (path / "optimizer_noise.bin").write_bytes(b"not bundled")
+        return path
+
+    monkeypatch.setattr(workspace, "ensure_run", fake_run)
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("DATASET = 'x'\nRUN_DIR = None\nSEED = 0\nQUICK = False")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell("print(DATASET, 41 + 1, 1 / 3)")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nbformat.write(nb, nbs / "00_answer.ipynb")
+    out = tmp_path / "rep"
+    assert main(["report", "--notebooks", str(nbs), "--out", str(out), "--no-progress"]) == 0
+    bundled = out / "synthetic" / "runs" / "synthetic-fame-seed0"
+    assert sorted(p.name for p in bundled.iterdir()) == ["model.safetensors"]
+    status = json.loads((out / "synthetic" / "report.json").read_text())
+    assert status["metrics"] == {} or all(
+        m["run_dir"].startswith("runs/") for m in status["metrics"].values())
+    executed = nbformat.read(out / "synthetic" / "00_answer.ipynb", as_version=4)
+    assert executed.metadata["papermill"]["input_path"] == "00_answer.ipynb"
+    capsys.readouterr()
+
+    check = ["report", "--check", "--notebooks", str(nbs), "--out", str(out), "--no-retrain",
+             "--no-progress"]
+    status["metrics"] = {"fame": {"run_dir": "runs/synthetic-fame-seed0"}}
+    (out / "synthetic" / "report.json").write_text(json.dumps(status))
+    assert main(check) == 0
+    assert "matches the committed report" in capsys.readouterr().out
+
+    executed.cells[-1].outputs[0]["text"] = "synthetic 43 0.3333333333333333\n"
+    nbformat.write(executed, out / "synthetic" / "00_answer.ipynb")
+    assert main(check) == 1
+    assert "integers must be equal" in capsys.readouterr().out
+
+    nb.cells[-1].source = "print(DATASET, 41 + 1, 1 / 4)"
+    nbformat.write(nb, nbs / "00_answer.ipynb")
+    assert main(check) == 1
+    assert "the code changed since the report was made" in capsys.readouterr().out
+
+
 # ---------------------------------------------------------------------------------- errors
 def test_unknown_dataset_is_one_line_and_status_2(tmp_path):
     done = famekit("train", "--dataset", "nosuchdata", "--out", str(tmp_path / "r"))
