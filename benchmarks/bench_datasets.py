@@ -9,7 +9,7 @@ step on N synthetic ratings (ML-20M has 20,000,263); ``--ml20m-rows N`` writes a
 zip with N random ratings, serves it from the mirror and times ``load("ml-20m")`` in a child
 process, printing that process's peak memory (the parser must not hold the text in memory).
 
-    FAMEKIT_SHARED_DATA=/work/shared/data .venv/bin/python benchmarks/bench_datasets.py
+    FAMEKIT_SHARED_DATA=../shared/data .venv/bin/python benchmarks/bench_datasets.py
     .venv/bin/python benchmarks/bench_datasets.py --ratings 20000263 --ml20m-rows 5000000
 """
 

@@ -3,7 +3,7 @@
 Offline tests serve a miniature Beauty in the exact upstream formats through the mirror; the
 ``real_data`` tests fetch the real files from the mirror of the shared data folder and compare
 every row of every column with ``items.tsv`` (run them with
-``FAMEKIT_SHARED_DATA=/work/shared/data .venv/bin/pytest tests/test_amazon.py -q``).
+``FAMEKIT_SHARED_DATA=../shared/data .venv/bin/pytest tests/test_amazon.py -q``).
 """
 
 from __future__ import annotations

@@ -60,3 +60,38 @@ def test_pytest_markers_are_declared():
     ini = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
     declared = {m.split(":")[0] for m in ini["markers"]}
     assert {"slow", "real_data", "notebooks", "browser", "gpu"} <= declared
+
+
+# An absolute path of a machine: a home or root folder, this workplace's /work, a temp folder,
+# or a Windows drive. Paths a *user* types (/usr/bin/chromium, /dev/zero) are not the machine's.
+_MACHINE_PATH = re.compile(r"(?<![\w.~/-])(/(?:home|root|work|tmp|Users|private/var)/[\w.-]+"
+                           r"|[A-Z]:\\Users)")
+
+
+def _tracked_text_files():
+    import subprocess
+
+    names = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True,
+                           check=True).stdout.decode().split("\0")
+    for name in filter(None, names):
+        path = ROOT / name
+        data = path.read_bytes() if path.is_file() else b""
+        if b"\0" not in data[:8192]:  # text, not safetensors or images
+            yield name, data.decode("utf-8", errors="replace")
+
+
+def test_no_tracked_file_carries_a_path_of_the_machine_that_wrote_it():
+    found = [f"{name}:{text.count(chr(10), 0, m.start()) + 1}: {m.group(0)}"
+             for name, text in _tracked_text_files() for m in _MACHINE_PATH.finditer(text)]
+    assert not found, "absolute paths in tracked files (write relative ones):\n" + "\n".join(
+        found[:20])
+
+
+def test_the_path_scan_sees_what_it_is_meant_to_see():
+    root = "/"  # spelled apart, so that this file does not hold the paths it looks for
+    for text in (f'"input_path": "{root}work/main/notebooks/00.ipynb"', f"run_dir: {root}root/x",
+                 f"see {root}home/ana/famekit", f"cd {root}tmp/abc123", "C:\\Users\\ana"):
+        assert _MACHINE_PATH.search(text), text
+    for text in ("/usr/bin/chromium", "--sequences /dev/zero", "reports/synthetic/runs/x",
+                 "https://example.org/work/x", "~/.cache/famekit"):
+        assert not _MACHINE_PATH.search(text), text
