@@ -344,13 +344,14 @@ def generate_reports(
                                      "with a directory written by famekit train")
             injected_run = str(run_dir)
         sasrec_dir = workspace.ensure_run(dataset, "sasrec", seed, quick, progress)
-        bundle_runs([run_dir, sasrec_dir], folder)
         result.metrics = _run_metrics({"fame": run_dir, "sasrec": sasrec_dir})
         plotly_src = "../" + _install_plotly_js(out)
         parameters = {**(parameters or {}), "DATASET": dataset, "RUN_DIR": injected_run,
                       "SEED": seed, "QUICK": quick}
         result.notebooks += _render_notebooks(notebooks, folder, out, parameters, plotly_src,
                                               dataset, timeout, progress)
+        if result.ok and not only:  # a failed or partial report keeps the runs it was made from
+            bundle_runs([run_dir, sasrec_dir], folder)
         result.seconds = time.perf_counter() - started
         entries = [asdict(n) for n in result.notebooks]
         if only:  # a partial run keeps the other notebooks' previous entries
@@ -372,7 +373,7 @@ def generate_reports(
 
 def bundle_runs(run_dirs, folder: Path) -> list[Path]:
     """Copy the runs a report is made from into ``folder/runs/<name>/`` (weights and JSON, no
-    optimizer state; a few hundred kB for the embedded default), replacing older copies.
+    optimizer state; 0.7-0.8 MB a run for the embedded default), replacing older copies.
 
     With them a committed report can be re-executed over the same weights on any machine
     (:func:`famekit.report_check.check_report`), where retraining would give other floats.
