@@ -351,7 +351,7 @@ def check_report(folder, notebooks_dir=None, retrain: bool = True, tol: Toleranc
     from tqdm.auto import tqdm
 
     from famekit import workspace
-    from famekit.report import _declared_parameters, _execute, default_notebooks_dir
+    from famekit.report import _declared_parameters, _execute, default_notebooks_dir, find_notebooks
 
     tol = tol or Tolerances()
     folder = Path(folder)
@@ -371,6 +371,12 @@ def check_report(folder, notebooks_dir=None, retrain: bool = True, tol: Toleranc
         if parameters.get("RUN_DIR") is not None:
             parameters["RUN_DIR"] = str(runs_root / runs["fame"].name)
         entries = [e for e in status.get("notebooks", []) if e.get("status") == "ok"]
+        reported = {e.get("name") for e in entries}
+        for src in find_notebooks(sources):
+            if src.stem not in reported:
+                result.differences.append(Difference(
+                    src.stem, "notebook", "not in the report", f"{src}",
+                    "a notebook has no (successful) page in the report: run make report"))
         changed = _dataset_changes(runs)
         if changed:  # every notebook would fail on the fingerprint: say it once
             result.differences += changed
@@ -408,7 +414,11 @@ def check_report(folder, notebooks_dir=None, retrain: bool = True, tol: Toleranc
                 result.wiggles[name] = (len(seen), max(seen, default=0.0))
                 result.differences += found
         if retrain:
-            _retrain_and_compare(runs, dataset, seed, quick, scratch / "retrained", tol,
+            # a report on a given run (--run) retrains only its default baseline: famekit
+            # cannot know how the given run was trained
+            defaults = runs if parameters.get("RUN_DIR") is None else {
+                k: v for k, v in runs.items() if k != "fame"}
+            _retrain_and_compare(defaults, dataset, seed, quick, scratch / "retrained", tol,
                                  progress, result)
     result.seconds = time.perf_counter() - started
     return result
