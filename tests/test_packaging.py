@@ -62,8 +62,9 @@ def test_pytest_markers_are_declared():
     assert {"slow", "real_data", "notebooks", "browser", "gpu"} <= declared
 
 
-# An absolute path of a machine: a home or root folder, this workplace's /work, a temp folder,
-# or a Windows drive. Paths a *user* types (/usr/bin/chromium, /dev/zero) are not the machine's.
+# An absolute path of a machine: a home or root folder, this workplace's work folder, a temp
+# folder, or a Windows drive. System paths a user types (the browser, a device) are not the
+# machine's own.
 _MACHINE_PATH = re.compile(r"(?<![\w.~/-])(/(?:home|root|work|tmp|Users|private/var)/[\w.-]+"
                            r"|[A-Z]:\\Users)")
 
@@ -92,6 +93,6 @@ def test_the_path_scan_sees_what_it_is_meant_to_see():
     for text in (f'"input_path": "{root}work/main/notebooks/00.ipynb"', f"run_dir: {root}root/x",
                  f"see {root}home/ana/famekit", f"cd {root}tmp/abc123", "C:\\Users\\ana"):
         assert _MACHINE_PATH.search(text), text
-    for text in ("/usr/bin/chromium", "--sequences /dev/zero", "reports/synthetic/runs/x",
-                 "https://example.org/work/x", "~/.cache/famekit"):
+    for text in (f"{root}usr/bin/chromium", f"--sequences {root}dev/zero",
+                 "reports/synthetic/runs/x", "https://example.org/work/x", "~/.cache/famekit"):
         assert not _MACHINE_PATH.search(text), text
