@@ -25,7 +25,7 @@ __all__ = ["CHUNK_ELEMENTS", "softmax_cross_entropy"]
 
 # Logit elements per chunk: 2^21 float32 = 8 MiB, small enough to stay in cache while the
 # chunk's softmax is formed in place. Faster than one chunk and bit-reproducible on one machine
-# (measured with benchmarks/speed.py loss; docs/decisions.md, "Loss chunks").
+# (measured with benchmarks/speed.py loss; docs/decisions.md, "8 MiB row chunks").
 CHUNK_ELEMENTS = 1 << 21
 
 
