@@ -21,7 +21,8 @@ Metrics, averaged over users: ``HR@k`` = share of users with rank < k; ``NDCG@k`
 is 1); ``MRR`` = mean of ``1 / (rank + 1)`` (not truncated).
 
 Memory stays bounded by the batch size: users are sorted by input length, each batch is trimmed
-to its longest (``max_len``-truncated) input, scored as one [B, V+1] block, masked and reduced to
+to its longest (``max_len``-truncated) input (:class:`famekit.user_batches.UserBatches`, the
+pass shared with the analyses), scored as one [B, V+1] block, masked and reduced to
 B ranks before the next batch. No users x items matrix ever exists. Sorting and trimming never
 change a result (position ids count from each row's first real item), which a test pins.
 """
@@ -35,11 +36,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
-from famekit.batching import pad_left
 from famekit.datasets.core import SeqDataset
 from famekit.errors import ParameterError
+from famekit.user_batches import UserBatches
 
 __all__ = [
     "CUTOFFS",
@@ -152,29 +152,13 @@ def target_ranks(
 
 
 # ------------------------------------------------------------------------------------- evaluate
-def _model_device(model) -> torch.device:
-    if isinstance(model, torch.nn.Module):
-        for tensor in model.parameters():
-            return tensor.device
-        for tensor in model.buffers():
-            return tensor.device
-    return torch.device("cpu")
-
-
-def _check_model(model) -> int:
+def _check_model(model) -> None:
     if not callable(getattr(model, "score_last", None)):
         raise ParameterError(
             f"model ({type(model).__name__}) has no score_last(input_ids) method. Fix: pass a "
             "famekit model (build_model / load_run().model) or a baseline such as "
             "famekit.baselines.Popularity"
         )
-    max_len = getattr(getattr(model, "config", None), "max_len", None)
-    if not isinstance(max_len, int) or max_len < 1:
-        raise ParameterError(
-            f"model ({type(model).__name__}) has no positive integer config.max_len "
-            f"(got {max_len!r}). Fix: give the model a config with max_len"
-        )
-    return max_len
 
 
 def _history_block(inputs: Sequence[np.ndarray]) -> np.ndarray:
@@ -218,64 +202,32 @@ def evaluate(
         ``{"HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20", "MRR", "users"}`` (floats,
         ``users`` an int), or ``(metrics, ranks_frame)`` with ``return_ranks=True``.
     """
-    max_len = _check_model(model)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ParameterError(f"batch_size must be a positive integer, got {batch_size!r}. "
-                             "Fix: pass batch_size=256 (or smaller if memory is short)")
-    inputs, targets, users = dataset.split().eval_inputs(split)
-    if not len(users):
-        raise ParameterError(
-            f"dataset {dataset.name!r} has no user with at least 3 items, so split {split!r} is "
-            "empty. Fix: evaluate on a dataset where users have >= 3 interactions"
-        )
-    if device is None:
-        device = _model_device(model)
-    else:
-        device = torch.device(device)
-        if isinstance(model, torch.nn.Module):
-            model.to(device)
-
-    input_lengths = np.fromiter((len(s) for s in inputs), dtype=np.int64, count=len(inputs))
-    # Similar lengths share a batch, so trimming each batch to its longest row pays off.
-    order = np.argsort(input_lengths, kind="stable")
-    ranks = np.empty(len(users), dtype=np.int64)
+    _check_model(model)
     n_columns = dataset.n_items + 1
-
-    was_training = getattr(model, "training", None)
-    if isinstance(model, torch.nn.Module):
-        model.eval()
-    try:
-        with torch.inference_mode(), tqdm(
-            total=len(users), unit="user", desc=f"evaluate {split}", disable=not progress
-        ) as bar:
-            for start in range(0, len(order), batch_size):
-                rows = order[start : start + batch_size]
-                batch_inputs = [inputs[r] for r in rows]
-                input_ids = torch.from_numpy(pad_left(batch_inputs, max_len)).to(device)  # [B, n]
-                scores = model.score_last(input_ids)                                      # [B, V+1]
-                if scores.ndim != 2 or scores.shape != (len(rows), n_columns):
-                    raise ParameterError(
-                        f"model.score_last returned shape {tuple(scores.shape)} for {len(rows)} "
-                        f"users, expected ({len(rows)}, {n_columns}) = (users, n_items + 1) for "
-                        f"dataset {dataset.name!r}. Fix: evaluate the model on the dataset it was "
-                        "trained on (same n_items)"
-                    )
-                batch_targets = torch.from_numpy(targets[rows]).to(scores.device)         # [B]
-                exclude = (
-                    torch.from_numpy(_history_block(batch_inputs)).to(scores.device)      # [B, L]
-                    if exclude_history
-                    else None
+    with UserBatches(model, dataset, split, batch_size=batch_size, device=device,
+                     progress=progress, desc=f"evaluate {split}") as batches:
+        ranks = np.empty(len(batches), dtype=np.int64)  # [U]
+        for batch in batches:
+            scores = model.score_last(batch.input_ids)                                  # [B, V+1]
+            n_rows = len(batch.index)
+            if scores.ndim != 2 or scores.shape != (n_rows, n_columns):
+                raise ParameterError(
+                    f"model.score_last returned shape {tuple(scores.shape)} for {n_rows} "
+                    f"users, expected ({n_rows}, {n_columns}) = (users, n_items + 1) for "
+                    f"dataset {dataset.name!r}. Fix: evaluate the model on the dataset it was "
+                    "trained on (same n_items)"
                 )
-                ranks[rows] = target_ranks(scores, batch_targets, exclude).cpu().numpy()
-                bar.update(len(rows))
-    finally:
-        if isinstance(model, torch.nn.Module) and was_training:
-            model.train()
+            targets = torch.from_numpy(batch.targets).to(scores.device)                 # [B]
+            exclude = (
+                torch.from_numpy(_history_block(batch.inputs)).to(scores.device)        # [B, L]
+                if exclude_history
+                else None
+            )
+            ranks[batch.index] = target_ranks(scores, targets, exclude).cpu().numpy()
 
     metrics = metrics_from_ranks(ranks)
     if not return_ranks:
         return metrics
-    frame = pd.DataFrame(
-        {"user": users, "target": targets, "rank": ranks, "input_length": input_lengths}
-    )
+    frame = pd.DataFrame({"user": batches.users, "target": batches.targets, "rank": ranks,
+                          "input_length": batches.lengths})
     return metrics, frame

@@ -13,11 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from famekit.batching import pad_left
 from famekit.datasets import SeqDataset
 from famekit.errors import ParameterError
+from famekit.user_batches import UserBatches
 
 __all__ = ["Activations", "collect_activations", "require_fame"]
 
@@ -109,59 +108,40 @@ def collect_activations(
     """Run ``model`` over the ``split`` inputs of ``users`` (default: all) and keep its routing.
 
     Only the last ``max_len`` items of each input are seen by the model, so only those
-    positions are collected.
+    positions are collected. ``users`` that are not in the split (fewer than 3 items, or no
+    such row) are refused with a :class:`ParameterError`; ``device`` works as in
+    :func:`famekit.evaluation.evaluate` (None: the model's device).
     """
     require_fame(model)
-    inputs, targets, rows = dataset.split().eval_inputs(split)
-    if users is not None:
-        wanted = np.asarray(users, dtype=np.int64)
-        position = {int(r): i for i, r in enumerate(rows)}
-        missing = [int(u) for u in wanted if int(u) not in position]
-        if missing:
-            raise ParameterError(
-                f"users {missing[:5]} have fewer than 3 interactions and are not in split "
-                f"{split!r}. Fix: choose users with at least 3 interactions"
-            )
-        keep = [position[int(u)] for u in wanted]
-        inputs, targets, rows = [inputs[i] for i in keep], targets[keep], rows[keep]
-    max_len = model.config.max_len
-    if device is None:
-        device = next(model.parameters()).device
-    lengths = np.array([min(len(s), max_len) for s in inputs], dtype=np.int64)
-    offsets = np.zeros(len(inputs) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    total = int(offsets[-1])
-    cfg = model.config
-    H, N = cfg.n_heads, cfg.n_experts
-    gates = np.empty((total, H), dtype=np.float32)
-    router = np.empty((total, H, N), dtype=np.float32)
-    reprs = np.empty((total, H, cfg.d_model // H), dtype=np.float32) if head_repr else None
-    items = np.empty(total, dtype=np.int64)
-    flat_index = np.empty(total, dtype=np.int64)
-    for i, (row, seq) in enumerate(zip(rows, inputs)):
-        start = dataset.offsets[row] + len(seq) - lengths[i]
-        flat_index[offsets[i] : offsets[i + 1]] = np.arange(start, start + lengths[i])
-        items[offsets[i] : offsets[i + 1]] = seq[len(seq) - lengths[i] :]
+    with UserBatches(model, dataset, split, users=users, batch_size=batch_size, device=device,
+                     desc=f"activations {split}") as batches:
+        cfg = model.config
+        H, N = cfg.n_heads, cfg.n_experts
+        # The model sees only the last max_len items of each input: only those are collected.
+        lengths = np.minimum(batches.lengths, cfg.max_len)  # [U]
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)  # [U + 1]
+        np.cumsum(lengths, out=offsets[1:])
+        total = int(offsets[-1])
+        gates = np.empty((total, H), dtype=np.float32)
+        router = np.empty((total, H, N), dtype=np.float32)
+        reprs = np.empty((total, H, cfg.d_model // H), dtype=np.float32) if head_repr else None
+        items = np.empty(total, dtype=np.int64)
+        flat_index = np.empty(total, dtype=np.int64)
+        for i, (row, seq) in enumerate(zip(batches.users, batches.inputs)):
+            start = dataset.offsets[row] + len(seq) - lengths[i]
+            flat_index[offsets[i] : offsets[i + 1]] = np.arange(start, start + lengths[i])
+            items[offsets[i] : offsets[i + 1]] = seq[len(seq) - lengths[i] :]
 
-    names = [GATES, ROUTER] + ([HEAD_REPR] if head_repr else [])
-    order = np.argsort(lengths, kind="stable")  # similar lengths share a batch
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for start in range(0, len(order), batch_size):
-                batch = order[start : start + batch_size]
-                ids = torch.from_numpy(pad_left([inputs[b] for b in batch], max_len)).to(device)
-                _, cache = model.run_with_cache(ids, names_filter=names)
-                real = (ids != 0).cpu().numpy()  # [B, n]
-                # Boolean indexing walks rows in order and positions left to right, i.e. each
-                # user's positions chronologically, concatenated in batch order.
-                dest = np.concatenate([np.arange(offsets[b], offsets[b + 1]) for b in batch])
-                gates[dest] = cache[GATES].float().cpu().numpy()[real]  # [R, H]
-                router[dest] = cache[ROUTER].float().cpu().numpy()[real]  # [R, H, N]
-                if reprs is not None:
-                    reprs[dest] = cache[HEAD_REPR].float().cpu().numpy()[real]  # [R, H, d']
-    finally:
-        model.train(was_training)
-    return Activations(rows.astype(np.int64), offsets, items, flat_index, gates, router, reprs,
-                       targets.astype(np.int64), split)
+        names = [GATES, ROUTER] + ([HEAD_REPR] if head_repr else [])
+        for batch in batches:
+            _, cache = model.run_with_cache(batch.input_ids, names_filter=names)
+            real = (batch.input_ids != 0).cpu().numpy()  # [B, n]
+            # Boolean indexing walks rows in order and positions left to right, i.e. each
+            # user's positions chronologically, concatenated in batch order.
+            dest = np.concatenate([np.arange(offsets[b], offsets[b + 1]) for b in batch.index])
+            gates[dest] = cache[GATES].float().cpu().numpy()[real]  # [R, H]
+            router[dest] = cache[ROUTER].float().cpu().numpy()[real]  # [R, H, N]
+            if reprs is not None:
+                reprs[dest] = cache[HEAD_REPR].float().cpu().numpy()[real]  # [R, H, d']
+    return Activations(batches.users, offsets, items, flat_index, gates, router, reprs,
+                       batches.targets, split)

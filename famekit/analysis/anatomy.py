@@ -18,9 +18,10 @@ import pandas as pd
 import torch
 
 from famekit.analysis.activations import GATES, HEAD_REPR, require_fame
-from famekit.batching import pad_left
 from famekit.datasets import SeqDataset
 from famekit.errors import ParameterError
+from famekit.user_batches import UserBatches
+from famekit.validation import check_int, is_whole_number
 
 __all__ = ["Anatomy", "head_scores", "recommendation_anatomy"]
 
@@ -70,25 +71,21 @@ def recommendation_anatomy(
     model, dataset: SeqDataset, user_row: int, k: int = 10, split: str = "test",
     exclude_history: bool = True, columns=None,
 ) -> Anatomy:
-    """Top-k lists per head and fused, with score contributions, for dataset row ``user_row``."""
-    inputs, targets, rows = dataset.split().eval_inputs(split)
-    hits = np.flatnonzero(rows == user_row)
-    if not len(hits):
-        raise ParameterError(
-            f"user row {user_row} is not evaluated in split {split!r} (fewer than 3 items, or "
-            f"outside 0..{dataset.n_users - 1}). Fix: choose another user"
-        )
-    if k < 1:
-        raise ParameterError(f"k must be >= 1, got {k}. Fix: pass k=10")
-    seq, target = inputs[hits[0]], int(targets[hits[0]])
-    device = next(model.parameters()).device
-    ids = torch.from_numpy(pad_left([seq], model.config.max_len)).to(device)  # [1, n]
-    was_training = model.training
-    model.eval()
-    try:
-        gates, scores = head_scores(model, ids)
-    finally:
-        model.train(was_training)
+    """Top-k lists per head and fused, with score contributions, for dataset row ``user_row``.
+
+    The user's ``split`` input is scored once at the last position (the state that predicts the
+    held-out item); a row that is not in the split is refused with a :class:`ParameterError`.
+    """
+    require_fame(model)
+    if not is_whole_number(user_row):
+        raise ParameterError(f"user_row must be a dataset row (a whole number), got "
+                             f"{user_row!r}. Fix: pass a row in 0..{dataset.n_users - 1}")
+    batches = UserBatches(model, dataset, split, users=[user_row], batch_size=1)
+    k = check_int("k", k, minimum=1, fix="pass k=10")
+    with batches:
+        (batch,) = batches  # one user: one batch of one row
+        gates, scores = head_scores(model, batch.input_ids)  # [1, H], [1, V+1, H]
+    seq, target = batch.inputs[0], int(batch.targets[0])
     gates, scores = gates[0], scores[0]  # [H], [V+1, H]
     contrib = model.fused_scale * scores * gates[None, :]  # [V+1, H]
     fused = contrib.sum(axis=1)  # [V+1]
