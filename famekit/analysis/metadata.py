@@ -10,6 +10,8 @@ Datasets differ in what they have, so this module names the fields an analysis c
   ``top_category`` when the dataset has no such column).
 
 Missing values stay missing (``None``); analyses skip unlabelled items rather than invent a class.
+A label is a non-missing string; placeholder words such as Amazon's ``"Unknown"`` brand are
+missing here (:func:`famekit.datasets.missing.is_missing_label` with ``placeholders=True``).
 """
 
 from __future__ import annotations
@@ -18,14 +20,13 @@ import numpy as np
 import pandas as pd
 
 from famekit.datasets import SeqDataset
+from famekit.datasets.missing import is_missing_label
 from famekit.errors import ParameterError
 
 __all__ = ["encode_labels", "item_labels", "label_fields", "user_majority_labels"]
 
 # Preferred order of the fields analyses look at, when a dataset has them.
 _CANDIDATES = ("genre", "brand", "price_tier", "top_category", "leaf_category")
-# Placeholders that mean "no value" in the sources.
-_MISSING = {"", "Unknown", "unknown", "nan"}
 
 
 def _derived_column(dataset: SeqDataset, field: str) -> pd.Series | None:
@@ -39,6 +40,11 @@ def _derived_column(dataset: SeqDataset, field: str) -> pd.Series | None:
     return None
 
 
+def _is_label(value) -> bool:
+    """A usable class label: a string that is not missing and not a placeholder word."""
+    return isinstance(value, str) and not is_missing_label(value, placeholders=True)
+
+
 def label_fields(dataset: SeqDataset, min_classes: int = 2) -> list[str]:
     """The categorical fields of ``dataset`` with at least ``min_classes`` distinct values."""
     fields = []
@@ -46,7 +52,7 @@ def label_fields(dataset: SeqDataset, min_classes: int = 2) -> list[str]:
         column = _derived_column(dataset, field)
         if column is None:
             continue
-        values = column.map(lambda v: v if isinstance(v, str) and v not in _MISSING else None)
+        values = column.map(lambda v: v if _is_label(v) else None)
         if values.dropna().nunique() >= min_classes:
             fields.append(field)
     return fields
@@ -62,7 +68,7 @@ def item_labels(dataset: SeqDataset, field: str) -> np.ndarray:
         )
     labels = np.full(dataset.n_items + 1, None, dtype=object)
     for item, value in column.items():
-        if isinstance(value, str) and value not in _MISSING and 1 <= item <= dataset.n_items:
+        if _is_label(value) and 1 <= item <= dataset.n_items:
             labels[item] = value
     return labels
 

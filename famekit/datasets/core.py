@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from famekit.datasets.missing import missing_mask
 from famekit.errors import ParameterError
 
 __all__ = ["MIN_SEQUENCE_LENGTH", "LeaveOneOutSplit", "SeqDataset"]
@@ -152,12 +153,7 @@ class SeqDataset:
             "density_pct": 100.0 * self.n_interactions / max(1, self.n_users * self.n_items),
         }
         for col in self.items.columns:
-            values = self.items[col]
-            if values.dtype == object:
-                present = values.map(lambda v: bool(v) if isinstance(v, (list, str)) else pd.notna(v))
-            else:
-                present = values.notna()
-            stats[f"with_{col}"] = int(present.sum())
+            stats[f"with_{col}"] = int((~missing_mask(self.items[col])).sum())
         return stats
 
 

@@ -15,6 +15,7 @@ from famekit.datasets import names as dataset_names
 from famekit.datasets.amazon import SOURCES as AMAZON_SOURCES
 from famekit.datasets.core import SeqDataset
 from famekit.datasets.fetch import is_downloaded
+from famekit.datasets.missing import missing_mask
 from famekit.datasets.movielens import SOURCES as MOVIELENS_SOURCES
 from famekit.errors import UnknownNameError
 
@@ -28,11 +29,6 @@ __all__ = [
 
 # Metadata columns whose coverage the table reports, in this order.
 COVERAGE_COLUMNS = ("title", "text_id", "brand", "categories", "genres", "year")
-
-
-def _present(values: pd.Series) -> pd.Series:
-    """True where an item has the value: non-empty lists/strings, non-missing scalars."""
-    return values.map(lambda v: bool(v) if isinstance(v, (list, str)) else bool(pd.notna(v)))
 
 
 def dataset_statistics(dataset: SeqDataset) -> dict[str, object]:
@@ -49,7 +45,7 @@ def dataset_statistics(dataset: SeqDataset) -> dict[str, object]:
     }
     for column in COVERAGE_COLUMNS:
         if column in dataset.items.columns and dataset.n_items:
-            row[f"{column}_pct"] = 100.0 * float(_present(dataset.items[column]).mean())
+            row[f"{column}_pct"] = 100.0 * float((~missing_mask(dataset.items[column])).mean())
         else:
             row[f"{column}_pct"] = float("nan")
     return row

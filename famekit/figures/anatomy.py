@@ -13,6 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from famekit.analysis.anatomy import Anatomy
+from famekit.datasets.missing import is_missing_label
 from famekit.errors import ParameterError
 from famekit.figures.checks import positive_int, require_frame, select
 from famekit.figures.style import apply_style, head_color, legend_below, shorten
@@ -183,7 +184,7 @@ def history_table(history, *, position: int | None = None, columns=None, last: i
 def _cell_text(value, limit: int = 60) -> str:
     if isinstance(value, (list, tuple, np.ndarray)):
         value = " > ".join(str(v) for v in list(value)[:3])
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+    if is_missing_label(value):
         return ""
     return shorten(value, limit)
 

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from famekit.datasets.missing import is_missing_label
 from famekit.errors import DataFormatError, ParameterError
 from famekit.figures.style import shorten
 
@@ -128,17 +129,6 @@ def choice(value, arg: str, choices: Sequence):
     return value
 
 
-def _blank(value) -> bool:
-    """True for values that mean "no metadata": None, NaN, empty strings and lists."""
-    if value is None:
-        return True
-    if isinstance(value, float):
-        return bool(np.isnan(value))
-    if isinstance(value, (str, list, tuple, np.ndarray)):
-        return len(value) == 0
-    return False
-
-
 def _as_text(value) -> str:
     if isinstance(value, (list, tuple, np.ndarray)):
         return " > ".join(str(v) for v in list(value)[:3])
@@ -164,7 +154,7 @@ def item_label(items, item_id: int, field: str = "title", limit: int = 40) -> st
             value = items.at[item_id, field]
     elif items is not None:
         value = items.get(item_id)
-    if _blank(value):
+    if is_missing_label(value):
         return f"item {item_id}"
     return shorten(_as_text(value), limit)
 
@@ -187,11 +177,11 @@ def item_hover(items, item_ids, fields: Sequence[str] = ("title", "brand", "top_
         if isinstance(items, pd.DataFrame) and table is not None:
             for field in present:
                 value = table.iat[row, present.index(field)]
-                if not _blank(value):
+                if not is_missing_label(value):
                     parts.append(f"{field}: {shorten(_as_text(value), 60)}")
         elif items is not None:
             value = items.get(int(item))
-            if not _blank(value):
+            if not is_missing_label(value):
                 parts.append(shorten(_as_text(value), 60))
         texts.append("<br>".join(parts))
     return texts

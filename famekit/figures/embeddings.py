@@ -12,10 +12,10 @@ A label keeps its colour in every panel of the grid.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from famekit.datasets.missing import is_missing_label
 from famekit.errors import ParameterError
 from famekit.figures.checks import item_hover, positive_int, select
 from famekit.figures.style import (
@@ -62,18 +62,11 @@ def _point_labels(labels, n_points: int) -> np.ndarray | None:
     return labels[1:] if len(labels) == n_points + 1 else labels
 
 
-def _present(value) -> bool:
-    """False for missing labels: None, NaN, pandas NA, empty strings."""
-    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
-        return False
-    return str(value) != ""
-
-
 def _categories(labels: np.ndarray | None, n_points: int, top_n: int):
     """(category of each point [V], ordered categories, {category: colour})."""
     if labels is None:
         return np.full(n_points, "items", dtype=object), ["items"], {"items": label_color(0)}
-    present = np.array([_present(v) for v in labels], dtype=bool)
+    present = np.array([not is_missing_label(v) for v in labels], dtype=bool)
     values, counts = np.unique(labels[present].astype(str), return_counts=True)
     order = np.lexsort((values, -counts))  # most frequent first, ties by name
     top = [str(v) for v in values[order][:top_n]]

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
+
+from famekit.datasets.missing import is_missing_label
 
 __all__ = [
     "CHANCE_COLOR",
@@ -154,5 +155,5 @@ def grid_shape(n_panels: int, max_cols: int = 4) -> tuple[int, int]:
 
 def shorten(text, limit: int = 40) -> str:
     """``text`` as a string of at most ``limit`` characters (an ellipsis marks the cut)."""
-    text = "" if text is None or (isinstance(text, float) and np.isnan(text)) else str(text)
+    text = "" if is_missing_label(text) else str(text)
     return text if len(text) <= limit else text[: max(1, limit - 1)] + "\u2026"
