@@ -27,7 +27,6 @@ import hashlib
 import json
 import os
 import random
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ import safetensors.torch
 import torch
 
 from famekit.errors import CheckpointError
+from famekit.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 
 __all__ = [
     "CONFIG_FILE",
@@ -61,92 +61,6 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 TRAIN_STATE_TENSORS_FILE = "train_state.safetensors"
 TRAIN_STATE_JSON_FILE = "train_state.json"
-
-
-# ------------------------------------------------------------------------------- atomic writes
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()  # read once at import: os.umask can only be read by setting it
-
-
-def atomic_write_bytes(path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half.
-
-    The bytes go to a temporary file in the same directory (same filesystem, so the rename is
-    atomic), are fsync'ed, and replace ``path`` with ``os.replace``; the directory is fsync'ed
-    too where the platform allows, so the rename survives a power cut. Parent directories are
-    created.
-    """
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as err:
-        raise CheckpointError(
-            f"cannot write {path}: {err}. Fix: choose a directory you can write to"
-        ) from err
-    try:
-        # mkstemp creates the file 0600; give it the permissions a plain open() would
-        # (0666 minus the umask), so that reports and runs stay readable by others.
-        os.fchmod(fd, 0o666 & ~_UMASK)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException as err:
-        try:
-            os.unlink(tmp_name)
-        except OSError:
-            pass
-        if isinstance(err, OSError):
-            raise CheckpointError(
-                f"cannot write {path}: {err}. Fix: free disk space or choose a writable directory"
-            ) from err
-        raise
-    _fsync_directory(path.parent)
-    return path
-
-
-def _fsync_directory(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # e.g. Windows cannot open directories
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_text(path, text: str, encoding: str = "utf-8") -> Path:
-    """:func:`atomic_write_bytes` for text."""
-    return atomic_write_bytes(path, text.encode(encoding))
-
-
-def _json_default(obj):
-    """Let results holding numpy scalars/arrays, tensors or paths be written as JSON."""
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu().tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
-
-
-def atomic_write_json(path, obj, indent: int | None = 2) -> Path:
-    """Write ``obj`` as JSON (numpy values, tensors and paths converted) atomically."""
-    text = json.dumps(obj, indent=indent, default=_json_default)
-    return atomic_write_text(path, text + "\n")
 
 
 # -------------------------------------------------------------------- tensors + JSON pairs
@@ -249,24 +163,7 @@ def _read_committed_safetensors(path: Path, recorded_sha: str | None, what: str
 
 
 def _read_json(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise CheckpointError(f"cannot read {path}: {err}. Fix: check the file's permissions") from err
-    except UnicodeDecodeError as err:
-        raise CheckpointError(f"{path} is not UTF-8 text ({err}). Fix: re-save the run") from err
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        raise CheckpointError(
-            f"{path}, line {err.lineno}, column {err.colno}: invalid JSON ({err.msg}). "
-            "Fix: repair the file by hand or re-save the run"
-        ) from err
-    except RecursionError:  # nesting deeper than the interpreter's recursion limit
-        raise CheckpointError(
-            f"{path}: invalid JSON (nested too deeply to parse). Fix: repair the file by hand "
-            "or re-save the run"
-        ) from None
+    return read_json(path, fix="repair the file by hand or re-save the run", expect=None)
 
 
 def _require_run_files(run_dir, names: tuple[str, ...], what: str) -> Path:

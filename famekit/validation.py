@@ -1,0 +1,67 @@
+"""Argument checks shared by every public function: one rule per kind of value.
+
+Each check returns the value in its plain Python type or raises :class:`ParameterError` with
+the parameter's name, what it got and how to fix it. ``bool`` is never accepted as a number
+(``True`` is an ``int`` to Python, but ``epochs=True`` is a mistake, not 1 epoch).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterable
+
+from famekit.errors import ParameterError
+
+__all__ = ["check_choice", "check_int", "check_number", "is_whole_number", "is_real_number"]
+
+
+def is_whole_number(value) -> bool:
+    """True for ints and numpy integers, False for ``bool`` and everything else."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_real_number(value) -> bool:
+    """True for ints, floats and numpy numbers, False for ``bool`` and everything else."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_int(name: str, value, minimum: int | None = None, fix: str | None = None) -> int:
+    """``value`` as an ``int``, refusing non-integers, bools and values below ``minimum``."""
+    if not is_whole_number(value) or (minimum is not None and value < minimum):
+        bound = f" >= {minimum}" if minimum is not None else ""
+        raise ParameterError(
+            f"{name} must be a whole number{bound}, got {value!r}. "
+            f"Fix: {fix or f'pass {name}={minimum if minimum is not None else 0} or more'}"
+        )
+    return int(value)
+
+
+def check_number(name: str, value, *, positive: bool = False, minimum: float | None = None,
+                 below: float | None = None, fix: str | None = None) -> float:
+    """``value`` as a finite ``float``; ``positive`` (> 0), ``minimum`` (>=), ``below`` (<)."""
+    ok = is_real_number(value) and math.isfinite(value)
+    if ok and positive:
+        ok = value > 0
+    if ok and minimum is not None:
+        ok = value >= minimum
+    if ok and below is not None:
+        ok = value < below
+    if not ok:
+        wanted = ("a positive number" if positive else "a finite number") + (
+            f" >= {minimum:g}" if minimum is not None else "") + (
+            f" below {below:g}" if below is not None else "")
+        raise ParameterError(f"{name} must be {wanted}, got {value!r}. "
+                             f"Fix: {fix or f'pass a valid {name}'}")
+    return float(value)
+
+
+def check_choice(name: str, value, choices: Iterable[str], fix: str | None = None) -> str:
+    """``value`` when it is one of ``choices``, else a ParameterError listing them."""
+    choices = tuple(choices)
+    if not isinstance(value, str) or value not in choices:
+        raise ParameterError(
+            f"{name}={value!r} is invalid. "
+            f"Fix: {fix or 'use one of ' + ', '.join(repr(c) for c in choices)}"
+        )
+    return value
