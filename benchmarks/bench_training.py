@@ -83,7 +83,7 @@ def phase_train(args) -> dict:
     from famekit import distributed
     from famekit.batching import NextItemBatches
     from famekit.model import ModelConfig, build_model
-    from famekit.training import _epoch_rng, _seed_torch_for_epoch, _train_epoch
+    from famekit.training import epoch_rng, seed_torch_for_epoch, train_epoch
 
     torch.set_num_threads(args.threads)
     dataset = load_dataset(args)
@@ -102,8 +102,8 @@ def phase_train(args) -> dict:
 
     seconds, cpu_user, cpu_sys, losses, cells = [], [], [], [], []
     for epoch in range(1, args.epochs + 1):
-        _seed_torch_for_epoch(0, epoch, 0)
-        rng = _epoch_rng(0, epoch)
+        seed_torch_for_epoch(0, epoch, 0)
+        rng = epoch_rng(0, epoch)
         if args.batching == "bucketed":
             epoch_batches = batches.epoch(rng)
         else:  # unsorted rows, each batch still trimmed to its longest row
@@ -113,7 +113,7 @@ def phase_train(args) -> dict:
         if ctx.device.type == "cuda":
             torch.cuda.synchronize()
         usage, started = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-        loss, _ = _train_epoch(model, optimizer, batches, epoch_batches, ctx, autocast, None)
+        loss, _ = train_epoch(model, optimizer, batches, epoch_batches, ctx, autocast, None)
         if ctx.device.type == "cuda":
             torch.cuda.synchronize()
         seconds.append(time.perf_counter() - started)

@@ -28,6 +28,7 @@ has no randomness: it is run once per dataset (seed column "-").
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shlex
@@ -81,15 +82,12 @@ def load_dataset(name: str):
 
 def recipe(name: str, args) -> dict:
     """Hyperparameters of a dataset: famekit.workspace.RECIPES, command-line overrides on top."""
-    base = dict(RECIPES["ml-1m" if name == PREFIX_DATASET else name])
-    base.pop("dataset_options", None)
-    base.setdefault("batch_size", 256)  # famekit.training.train's defaults (spec §4)
-    base.setdefault("lr", 1e-3)
-    base.setdefault("loss_weighting", "batch")
-    for key in ("epochs", "patience"):
-        if getattr(args, key) is not None:
-            base[key] = getattr(args, key)
-    return {k: base[k] for k in TRAIN_KEYS if k in base}
+    config = RECIPES["ml-1m" if name == PREFIX_DATASET else name].config
+    config = dataclasses.replace(config, **{k: getattr(args, k) for k in ("epochs", "patience")
+                                            if getattr(args, k) is not None})
+    model = config.model_config(n_items=1)  # the model options with ModelConfig's defaults
+    flat = {**config.to_dict(), **{k: getattr(model, k) for k in TRAIN_KEYS if hasattr(model, k)}}
+    return {k: flat[k] for k in TRAIN_KEYS if k in flat}
 
 
 def parse_model(name: str) -> tuple[str, dict]:

@@ -3,8 +3,9 @@ look inside it.
 
 Layers, and the way imports run (nothing lower imports anything higher)::
 
-    datasets -> model (+ hooks) -> train / evaluate / checkpoints -> analysis -> figures
-             -> widgets, report, CLI
+    fileio, validation, errors
+      -> datasets -> model (+ hooks) -> evaluate / checkpoints -> runs -> train_config / training
+      -> workspace -> analysis -> figures -> widgets, report, CLI
 """
 
 import os as _os
@@ -23,15 +24,18 @@ from famekit.errors import FamekitError  # noqa: E402,F401
 def load(run_dir, dataset=None, device=None):
     """Load a run directory (``model.safetensors`` + ``config.json``); never unpickles.
 
-    See :func:`famekit.checkpoints.load_run`.
+    See :meth:`famekit.runs.RunDir.load` and :func:`famekit.checkpoints.load_run`.
     """
-    from famekit.checkpoints import load_run
+    from famekit.runs import RunDir
 
-    return load_run(run_dir, dataset=dataset, device=device)
+    return RunDir(run_dir).load(dataset=dataset, device=device)
 
 
-def train(*args, **kwargs):
-    """Train FAME or SASRec; see :func:`famekit.training.train`."""
-    from famekit.training import train as _train
+def __getattr__(name: str):
+    """``famekit.train`` is :func:`famekit.training.train` itself (its signature and help
+    included), imported on first use so that ``import famekit`` stays light."""
+    if name == "train":
+        from famekit.training import train
 
-    return _train(*args, **kwargs)
+        return train
+    raise AttributeError(f"module 'famekit' has no attribute {name!r}")

@@ -27,7 +27,6 @@ from famekit.errors import FamekitError, ParameterError
 
 __all__ = ["build_parser", "main"]
 
-METRIC_COLUMNS = ("HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20", "MRR")
 
 
 # ------------------------------------------------------------------------------- argument types
@@ -50,6 +49,50 @@ def _data_option(text: str) -> tuple[str, object]:
         return key, value
 
 
+def _config_flags() -> list[tuple[str, str, dict]]:
+    """(option name, flag, argparse keywords) of every training option ``famekit train``
+    offers, generated from TrainConfig's fields and the model flags (names, types, choices,
+    defaults and help texts are written there, not here)."""
+    import dataclasses
+
+    from famekit.model import ModelConfig
+    from famekit.train_config import MODEL_FLAG_CHOICES, MODEL_FLAGS, TrainConfig
+
+    flags = []
+    for spec in dataclasses.fields(TrainConfig):
+        flag = spec.metadata.get("flag")
+        if flag == "":  # not offered on the command line
+            continue
+        flags.append((spec.name, flag or "--" + spec.name.replace("_", "-"),
+                      _flag_keywords(spec.default, spec.metadata["help"],
+                                     spec.metadata.get("choices"))))
+    model_fields = ModelConfig.__dataclass_fields__
+    for name, (flag, help_text) in MODEL_FLAGS.items():
+        flags.append((name, flag, _flag_keywords(model_fields[name].default, help_text,
+                                                 MODEL_FLAG_CHOICES.get(name))))
+    return flags
+
+
+def _flag_keywords(default, help_text: str, choices) -> dict:
+    keywords: dict = {"help": f"{help_text} (default {default})"}
+    if choices:
+        keywords["choices"] = choices
+    elif isinstance(default, int):
+        keywords["type"] = _int
+    elif isinstance(default, float):
+        keywords["type"] = float
+    return keywords
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    for name, flag, keywords in _config_flags():
+        # dest = the option's own name: only flags that were given reach train(), so resume
+        # keeps the run's saved values for the others
+        if "choices" not in keywords:
+            keywords["metavar"] = flag.lstrip("-").replace("-", "_").upper()
+        parser.add_argument(flag, dest=name, default=None, **keywords)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="famekit",
@@ -68,13 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--items", metavar="TSV", help="item metadata for --sequences")
     train.add_argument("--data-option", metavar="KEY=VALUE", type=_data_option, action="append",
                        default=[], help="dataset option, repeatable (e.g. n_users=500)")
-    train.add_argument("--model", choices=("fame", "sasrec"), help="model kind (default fame)")
-    train.add_argument("--epochs", type=_int, help="most epochs (default 200)")
-    train.add_argument("--patience", type=_int,
-                       help="evaluations without improvement before stopping (default 10)")
-    train.add_argument("--batch-size", type=_int, help="sequences per batch (256)")
-    train.add_argument("--lr", type=float, help="Adam learning rate (1e-3)")
-    train.add_argument("--seed", type=_int, help="random seed (0)")
+    _add_config_flags(train)
     train.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when available)")
     train.add_argument("--threads", type=_int,
                        help="torch CPU threads (default: all usable cores, or OMP_NUM_THREADS)")
@@ -82,20 +119,6 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run directory (default $FAMEKIT_RUNS or runs/<data>-<model>-seed<s>)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
     train.add_argument("--overwrite", action="store_true", help="replace a finished run")
-    train.add_argument("--eval-every", type=_int, help="validate every N epochs (1)")
-    train.add_argument("--d-model", type=_int, help="hidden size d (64)")
-    train.add_argument("--layers", type=_int, help="layers L (2)")
-    train.add_argument("--heads", type=_int, help="heads H = facets (4)")
-    train.add_argument("--experts", type=_int, help="experts N per head (4)")
-    train.add_argument("--dropout", type=float, help="dropout rate (0.2)")
-    train.add_argument("--loss-weighting", choices=("batch", "target"),
-                       help="'batch': every batch's mean weighs the same (default); 'target': "
-                            "every training target weighs the same over the epoch")
-    train.add_argument("--router", choices=("learned", "uniform"),
-                       help="FAME ablation: 'uniform' weighs every expert 1/N (learned)")
-    train.add_argument("--gate", choices=("learned", "uniform"),
-                       help="FAME ablation: 'uniform' weighs every head 1/H (learned)")
-    train.add_argument("--max-len", type=_int, help="longest input window (50)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     # -- evaluate
@@ -162,7 +185,9 @@ def _metrics_table(rows: dict[str, dict]) -> str:
     """A plain text table: one row per model, one column per metric."""
     import pandas as pd
 
-    frame = pd.DataFrame({name: {m: metrics.get(m) for m in (*METRIC_COLUMNS, "users")}
+    from famekit.evaluation import METRIC_NAMES
+
+    frame = pd.DataFrame({name: {m: metrics.get(m) for m in (*METRIC_NAMES, "users")}
                           for name, metrics in rows.items()}).T
     frame["users"] = frame["users"].astype("Int64")
     return frame.to_string(float_format=lambda v: f"{v:.4f}")
@@ -174,26 +199,13 @@ def _cmd_train(args) -> int:
 
     if args.items and not args.sequences:
         raise ParameterError("--items needs --sequences. Fix: pass --sequences FILE --items TSV")
-    options: dict = {}
-    for flag, name in (("model", "kind"), ("epochs", "epochs"), ("patience", "patience"),
-                       ("batch_size", "batch_size"), ("lr", "lr"), ("seed", "seed"),
-                       ("max_len", "max_len"), ("eval_every", "eval_every"),
-                       ("d_model", "d_model"), ("layers", "n_layers"), ("heads", "n_heads"),
-                       ("experts", "n_experts"), ("dropout", "dropout"),
-                       ("router", "router"), ("gate", "gate"),
-                       ("loss_weighting", "loss_weighting")):
-        value = getattr(args, flag)
-        if value is not None:  # only what was given: resume keeps the run's own values
-            options[name] = value
+    options = {name: getattr(args, name) for name, _, _ in _config_flags()
+               if getattr(args, name) is not None}
     if args.sequences:
         dataset = datasets.load_files(args.sequences, args.items,
                                       name=Path(args.sequences).stem)
-    elif args.dataset:
-        dataset = args.dataset
-    elif args.resume:
-        dataset = "synthetic"  # = "not given": the run's own dataset is used
     else:
-        dataset = datasets.DEFAULT_DATASET
+        dataset = args.dataset  # None: the default dataset, or on resume the run's own
     if args.data_option:
         options["dataset_options"] = dict(args.data_option)
     result = train(dataset, out_dir=args.out, device=args.device, resume=args.resume,
@@ -209,18 +221,17 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
-    from famekit.checkpoints import load_run
     from famekit.distributed import resolve_device
     from famekit.evaluation import evaluate
-    from famekit.training import dataset_of_run
+    from famekit.runs import RunDir
 
-    run_dir = Path(args.run_dir)
-    dataset = dataset_of_run(run_dir)
-    run = load_run(run_dir, dataset=dataset, device=resolve_device(args.device))
+    run_dir = RunDir(args.run_dir).require()
+    dataset = run_dir.load_dataset()
+    run = run_dir.load(dataset=dataset, device=resolve_device(args.device))
     metrics = evaluate(run.model, dataset, split=args.split, batch_size=args.batch_size,
                        exclude_history=not args.include_history, progress=not args.no_progress)
     history = "history included" if args.include_history else "history excluded"
-    print(f"{run_dir}: {run.config.kind} on {dataset.name}, split {args.split}, full ranking, "
+    print(f"{run_dir.path}: {run.config.kind} on {dataset.name}, split {args.split}, full ranking, "
           f"{history}")
     print(_metrics_table({run.config.kind: metrics}))
     return 0

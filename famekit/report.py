@@ -35,14 +35,13 @@ import html
 import json
 import os
 import re
-import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from famekit.checkpoints import atomic_write_bytes, atomic_write_json, atomic_write_text
+from famekit.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 from famekit.errors import FamekitError, ParameterError
 
 __all__ = [
@@ -50,6 +49,7 @@ __all__ = [
     "ReportBusyError",
     "ReportResult",
     "bundle_runs",
+    "read_status",
     "default_notebooks_dir",
     "find_notebooks",
     "generate_benchmark_report",
@@ -60,9 +60,6 @@ __all__ = [
 
 ASSETS = "assets"
 RUNS_FOLDER = "runs"  # <report>/runs/<run name>/: the weights the report was made from
-# What a bundled run keeps: enough to load and re-execute it (no optimizer state).
-BUNDLED_RUN_FILES = ("config.json", "model.safetensors", "train_args.json", "metrics.csv",
-                     "metrics.json")
 PLOTLY_JS = "plotly.min.js"
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 STATUS_FILE = "report.json"
@@ -234,19 +231,21 @@ def _install_plotly_js(out: Path) -> str:
 
 
 def _run_metrics(run_dirs: dict) -> dict:
-    """Test metrics of each run (from its config.json summary), naming the run by its bundled
-    copy (``runs/<name>``, relative to the report folder: no machine's path is recorded)."""
+    """Test metrics of each run (its training summary), naming the run by its bundled copy
+    (``runs/<name>``, relative to the report folder: no machine's path is recorded)."""
+    from famekit.runs import RunDir
+
     metrics = {}
     for kind, run_dir in run_dirs.items():
         if run_dir is None:
             continue
+        run = RunDir(run_dir)
         try:
-            config = json.loads((Path(run_dir) / "config.json").read_text())
-        except (OSError, ValueError):
+            summary = run.summary()
+        except FamekitError:  # a damaged run: its notebooks say so, the index just lacks it
             continue
-        summary = config.get("summary") or {}
-        test = summary.get("test") or summary.get("test_metrics") or {}
-        metrics[kind] = {"run_dir": f"{RUNS_FOLDER}/{Path(run_dir).name}",
+        test = summary.get("test") or {}
+        metrics[kind] = {"run_dir": f"{RUNS_FOLDER}/{run.name}",
                          "best_epoch": summary.get("best_epoch"),
                          **{k: v for k, v in test.items() if isinstance(v, (int, float))}}
     return metrics
@@ -373,36 +372,18 @@ def generate_reports(
 
 def bundle_runs(run_dirs, folder: Path) -> list[Path]:
     """Copy the runs a report is made from into ``folder/runs/<name>/`` (weights and JSON, no
-    optimizer state; 0.7-0.8 MB a run for the embedded default), replacing older copies.
+    optimizer state), replacing older copies and removing runs of an earlier report.
 
     With them a committed report can be re-executed over the same weights on any machine
     (:func:`famekit.report_check.check_report`), where retraining would give other floats.
     """
     import shutil
 
+    from famekit.runs import RunDir
+
     root = folder / RUNS_FOLDER
     root.mkdir(parents=True, exist_ok=True)
-    bundled = []
-    for run_dir in run_dirs:
-        run_dir = Path(run_dir)
-        target = root / run_dir.name
-        if target.resolve() == run_dir.resolve():
-            bundled.append(target)
-            continue
-        staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{run_dir.name}."))
-        try:
-            for name in BUNDLED_RUN_FILES:
-                if (run_dir / name).is_file():
-                    atomic_write_bytes(staging / name, (run_dir / name).read_bytes())
-            old = root / f".{run_dir.name}.old"
-            shutil.rmtree(old, ignore_errors=True)
-            if target.exists():
-                os.replace(target, old)
-            os.replace(staging, target)
-            shutil.rmtree(old, ignore_errors=True)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        bundled.append(target)
+    bundled = [RunDir(run_dir).copy_to(root / Path(run_dir).name).path for run_dir in run_dirs]
     keep = {p.name for p in bundled}
     for stale in root.iterdir():  # runs of an earlier report (another seed, another --run)
         if stale.is_dir() and stale.name not in keep and not stale.name.startswith("."):
@@ -493,10 +474,22 @@ def generate_benchmark_report(out="reports", notebooks_dir=None, timeout: int = 
     return result
 
 
+def read_status(folder: Path) -> dict:
+    """A report folder's ``report.json`` (dataset, parameters, run metrics, notebook entries);
+    a missing or damaged one is a ParameterError naming it."""
+    status = read_json(folder / STATUS_FILE, error=ParameterError,
+                       fix="pass a folder written by famekit report (reports/<dataset>), or "
+                           "regenerate it with famekit report")
+    if not isinstance(status.get("parameters"), dict):
+        raise ParameterError(f"{folder / STATUS_FILE} is not a famekit report status file. "
+                             "Fix: regenerate the report with famekit report")
+    return status
+
+
 def _previous_entries(folder: Path) -> list[dict]:
     try:
-        return list(json.loads((folder / STATUS_FILE).read_text()).get("notebooks", []))
-    except (OSError, ValueError, AttributeError):
+        return list(read_status(folder).get("notebooks", []))
+    except (ParameterError, TypeError):  # no usable previous report: nothing to keep
         return []
 
 
@@ -523,8 +516,8 @@ def write_index(out) -> Path:
     sections = []
     for status_file in sorted(out.glob(f"*/{STATUS_FILE}")):
         try:
-            status = json.loads(status_file.read_text())
-        except (OSError, ValueError):
+            status = read_status(status_file.parent)
+        except ParameterError:  # a damaged folder is left out of the index, not fatal
             continue
         sections.append(_index_section(status))
     body = "\n".join(sections) or "<p>No reports yet: run <code>famekit report</code>.</p>"

@@ -24,7 +24,6 @@ The tolerances and the measurements behind them are in ``docs/decisions.md``.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import re
@@ -34,7 +33,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from famekit.errors import ParameterError
+from famekit.errors import FamekitError, ParameterError
+from famekit.runs import RunDir, default_run_dir
 
 __all__ = ["CheckResult", "Difference", "Tolerances", "check_report", "compare_notebooks",
            "compare_text"]
@@ -282,21 +282,6 @@ def _environment(**values):
                 os.environ[key] = value
 
 
-def _read_status(folder: Path) -> dict:
-    from famekit.report import STATUS_FILE
-
-    path = folder / STATUS_FILE
-    try:
-        status = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ParameterError(f"{path} is missing or not JSON ({exc}). Fix: pass a folder "
-                             "written by famekit report (reports/<dataset>)") from None
-    if not isinstance(status, dict) or not isinstance(status.get("parameters"), dict):
-        raise ParameterError(f"{path} is not a famekit report status file. Fix: regenerate "
-                             "the report with famekit report")
-    return status
-
-
 def _bundled_runs(folder: Path, status: dict) -> dict[str, Path]:
     """kind -> bundled run directory, as recorded in report.json's metrics."""
     from famekit.report import RUNS_FOLDER
@@ -305,7 +290,7 @@ def _bundled_runs(folder: Path, status: dict) -> dict[str, Path]:
     for kind, metrics in (status.get("metrics") or {}).items():
         name = Path(str((metrics or {}).get("run_dir", ""))).name
         path = folder / RUNS_FOLDER / name
-        if not name or not (path / "model.safetensors").is_file():
+        if not name or not RunDir(path).has_weights():
             raise ParameterError(
                 f"{folder} does not carry the {kind} run it was made from ({path} is missing), "
                 "so it cannot be re-executed over the same weights. Fix: regenerate it with "
@@ -324,9 +309,8 @@ def _dataset_changes(runs: dict) -> list[Difference]:
     found = []
     for kind, run_dir in runs.items():
         try:
-            described = json.loads((run_dir / "train_args.json").read_text(encoding="utf-8"))
-            described = described.get("dataset") or {}
-        except (OSError, ValueError, AttributeError):
+            described = RunDir(run_dir).dataset_description()
+        except FamekitError:
             continue  # the notebooks' own loading reports an unreadable run
         if not isinstance(described, dict) or not described.get("name") or \
                 described.get("sequences") or described.get("in_memory"):
@@ -350,12 +334,17 @@ def check_report(folder, notebooks_dir=None, retrain: bool = True, tol: Toleranc
     import nbformat
     from tqdm.auto import tqdm
 
-    from famekit import workspace
-    from famekit.report import _declared_parameters, _execute, default_notebooks_dir, find_notebooks
+    from famekit.report import (
+        _declared_parameters,
+        _execute,
+        default_notebooks_dir,
+        find_notebooks,
+        read_status,
+    )
 
     tol = tol or Tolerances()
     folder = Path(folder)
-    status = _read_status(folder)
+    status = read_status(folder)
     parameters = dict(status["parameters"])
     dataset, seed = parameters.get("DATASET"), int(parameters.get("SEED") or 0)
     quick = bool(parameters.get("QUICK"))
@@ -384,7 +373,7 @@ def check_report(folder, notebooks_dir=None, retrain: bool = True, tol: Toleranc
         with _environment(FAMEKIT_RUNS=runs_root):
             for kind in ("fame", "sasrec"):
                 if kind in runs and parameters.get("RUN_DIR") is None and (
-                        workspace.default_run(dataset, kind, seed, quick).name != runs[kind].name):
+                        default_run_dir(dataset, kind, seed, quick).name != runs[kind].name):
                     raise ParameterError(f"the bundled {kind} run {runs[kind].name} is not the "
                                          f"default run of {dataset}. Fix: regenerate the report")
             for entry in tqdm(entries, desc=f"check {folder.name}", unit="notebook",
@@ -425,8 +414,7 @@ def check_report(folder, notebooks_dir=None, retrain: bool = True, tol: Toleranc
 
 
 def _summary_of(run_dir: Path) -> dict:
-    config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-    summary = config.get("summary") or {}
+    summary = RunDir(run_dir).summary()
     return {"NDCG@10": (summary.get("test") or {}).get("NDCG@10"),
             "best_epoch": summary.get("best_epoch")}
 

@@ -12,74 +12,79 @@ is the tiny profile CI runs the notebooks with (a small world, a few epochs).
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from famekit import datasets
-from famekit.checkpoints import Run, load_run
+from famekit.checkpoints import Run
 from famekit.datasets import SeqDataset
-from famekit.errors import CheckpointError, ParameterError
+from famekit.errors import ParameterError
+from famekit.runs import RunDir, default_run_dir, runs_root
+from famekit.train_config import TrainConfig
 
 __all__ = [
     "QUICK_RECIPE",
     "RECIPES",
     "Opened",
+    "Recipe",
     "default_run",
     "ensure_run",
     "open_run",
+    "recipe",
     "runs_root",
 ]
 
-# Model and optimisation settings per dataset (spec §4 defaults: d=64, L=2, H=4, N=4).
-# `dataset_options` go to famekit.datasets.load; everything else to famekit.training.train.
-_BASE = dict(d_model=64, n_layers=2, n_heads=4, n_experts=4, dropout=0.2, max_len=50,
-             epochs=200, patience=10)
-# Real datasets weigh every training target equally (loss_weighting="target"): chosen on
-# Beauty's validation split (benchmarks/reproduce.py, reports/benchmarks/README.md); with the
-# per-batch mean ("batch") SASRec's best valid NDCG@10 was 0.062 instead of 0.07.
-_REAL = {**_BASE, "loss_weighting": "target"}
-RECIPES: dict[str, dict] = {
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a dataset's default runs are trained: a training configuration and the options the
+    dataset is loaded with (``famekit.datasets.load(name, **dataset_options)``)."""
+
+    config: TrainConfig
+    dataset_options: dict | None = None
+
+
+# Real datasets weigh every training target equally (loss_weighting="target"), chosen on
+# Beauty's validation split; the measurement is in docs/decisions.md.
+_REAL = TrainConfig(loss_weighting="target")
+# The recipes of the benchmarks: overrides of TrainConfig's defaults (d=64, L=2, H=4, N=4,
+# dropout 0.2, 200 epochs at most, patience 10).
+RECIPES: dict[str, Recipe] = {
     # the embedded default: small batches give enough optimizer steps on 4,000 users
-    "synthetic": {**_BASE, "batch_size": 64, "lr": 2e-3, "epochs": 15, "patience": 3},
-    "beauty": {**_REAL, "dropout": 0.5},
-    "sports": {**_REAL, "dropout": 0.5},
-    "toys": {**_REAL, "dropout": 0.5},
-    "ml-100k": {**_REAL, "max_len": 200},
-    "ml-1m": {**_REAL, "max_len": 200},
-    "ml-20m": {**_REAL, "max_len": 200},
+    "synthetic": Recipe(TrainConfig(batch_size=64, lr=2e-3, epochs=15, patience=3)),
+    "beauty": Recipe(_REAL.with_options(dropout=0.5)),
+    "sports": Recipe(_REAL.with_options(dropout=0.5)),
+    "toys": Recipe(_REAL.with_options(dropout=0.5)),
+    "ml-100k": Recipe(replace(_REAL, max_len=200)),
+    "ml-1m": Recipe(replace(_REAL, max_len=200)),
+    "ml-20m": Recipe(replace(_REAL, max_len=200)),
 }
 # What CI runs notebooks with: a tiny world and a few epochs (seconds, not minutes).
-QUICK_RECIPE = dict(d_model=16, n_layers=2, n_heads=4, n_experts=3, dropout=0.2, max_len=30,
-                    epochs=3, patience=3, batch_size=64, lr=3e-3,
-                    dataset_options=dict(n_users=400, n_items=240, n_brands=12))
+QUICK_RECIPE = Recipe(
+    TrainConfig(max_len=30, epochs=3, patience=3, batch_size=64, lr=3e-3,
+                model_options=dict(d_model=16, n_experts=3)),
+    dataset_options=dict(n_users=400, n_items=240, n_brands=12))
 
 
-def runs_root() -> Path:
-    """``$FAMEKIT_RUNS``, else ``runs/`` under the current directory."""
-    return Path(os.environ.get("FAMEKIT_RUNS") or "runs").absolute()
-
-
-def _recipe(dataset: str, quick: bool) -> dict:
+def recipe(dataset: str, quick: bool = False) -> Recipe:
+    """The recipe of a dataset's default runs (``quick``: the tiny CI profile, synthetic only)."""
     if quick:
         if dataset != "synthetic":
             raise ParameterError(
                 f"quick=True only shrinks the synthetic world, not {dataset!r}. "
                 "Fix: use DATASET='synthetic' with QUICK, or QUICK=False"
             )
-        return dict(QUICK_RECIPE)
+        return QUICK_RECIPE
     if dataset not in RECIPES:
         raise ParameterError(
             f"no training recipe for dataset {dataset!r}. Fix: use one of {sorted(RECIPES)}, "
             "or train it yourself (famekit train) and pass RUN_DIR"
         )
-    return dict(RECIPES[dataset])
+    return RECIPES[dataset]
 
 
 def default_run(dataset: str, kind: str = "fame", seed: int = 0, quick: bool = False) -> Path:
     """The default run directory of a dataset, model kind and seed."""
-    suffix = "-quick" if quick else ""
-    return runs_root() / f"{dataset}-{kind}-seed{seed}{suffix}"
+    return default_run_dir(dataset, kind, seed, quick)
 
 
 def ensure_run(dataset: str = "synthetic", kind: str = "fame", seed: int = 0,
@@ -88,20 +93,19 @@ def ensure_run(dataset: str = "synthetic", kind: str = "fame", seed: int = 0,
 
     An interrupted run (started, not finished) is resumed, not restarted.
     """
-    from famekit.training import run_status, train
+    from famekit.training import train
 
-    run_dir = default_run(dataset, kind, seed, quick)
-    status = run_status(run_dir)
+    run = RunDir.default(dataset, kind, seed, quick)
+    status = run.status
     if status == "finished":
-        return run_dir
-    recipe = _recipe(dataset, quick)
-    options = recipe.pop("dataset_options", None)
+        return run.path
+    chosen = recipe(dataset, quick)
     if status == "running":
-        train(resume=run_dir, progress=progress)
+        train(resume=run.path, progress=progress)
     else:
-        train(dataset, kind=kind, out_dir=run_dir, seed=seed, progress=progress,
-              dataset_options=options, **recipe)
-    return run_dir
+        train(dataset, replace(chosen.config, kind=kind, seed=seed), out_dir=run.path,
+              progress=progress, dataset_options=chosen.dataset_options)
+    return run.path
 
 
 @dataclass
@@ -124,25 +128,8 @@ def open_run(dataset: str = "synthetic", run_dir=None, seed: int = 0, kind: str 
     The dataset is reloaded exactly as the run recorded it (name, options) and its fingerprint
     is checked, so a notebook can never analyse a model against the wrong data.
     """
-    from famekit.training import load_dataset_of
-
     if run_dir is None:
         run_dir = ensure_run(dataset, kind=kind, seed=seed, quick=quick, progress=progress)
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise CheckpointError(
-            f"run directory {run_dir} does not exist. Fix: pass an existing run (famekit train "
-            "--out DIR creates one), or RUN_DIR=None to use the default run"
-        )
-    args_path = run_dir / "train_args.json"
-    try:
-        import json
-
-        described = json.loads(args_path.read_text())["dataset"]
-    except (OSError, ValueError, KeyError, TypeError, RecursionError):  # tampered or not JSON
-        raise CheckpointError(
-            f"{args_path} is missing or unreadable, so the run's dataset is unknown. "
-            "Fix: pass a run directory written by famekit train"
-        ) from None
-    data = load_dataset_of(described) if isinstance(described, dict) else datasets.load(described)
-    return Opened(data, load_run(run_dir, dataset=data), run_dir)
+    run = RunDir(run_dir).require()
+    data = run.load_dataset()
+    return Opened(data, run.load(dataset=data), run.path)

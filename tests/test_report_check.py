@@ -111,5 +111,5 @@ def test_a_report_without_bundled_runs_is_refused(tmp_path):
     with pytest.raises(ParameterError, match="does not carry the fame run"):
         check_report(tmp_path, retrain=False, progress=False)
     (tmp_path / "report.json").write_text("not json")
-    with pytest.raises(ParameterError, match="not JSON"):
+    with pytest.raises(ParameterError, match="invalid JSON"):
         check_report(tmp_path, retrain=False, progress=False)

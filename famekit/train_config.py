@@ -1,0 +1,192 @@
+"""The training configuration: one frozen dataclass holding every training default.
+
+:class:`TrainConfig` is what a run is trained with (stored in ``train_args.json``), what
+:func:`famekit.training.train` takes, what the CLI's ``famekit train`` flags are generated from
+(names, defaults, choices and help texts come from the field metadata here) and what the
+per-dataset recipes of :mod:`famekit.workspace` override. Model shape options (``d_model``,
+``n_heads``, ...) are :class:`famekit.model.ModelConfig` fields; a configuration carries the
+ones that differ from the model's defaults in ``model_options``.
+
+>>> config = TrainConfig(kind="sasrec", epochs=30)
+>>> dataclasses.replace(config, patience=5)     # validated again
+>>> config.with_options(d_model=32, lr=2e-3)   # training fields or model options by name
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from famekit.errors import CheckpointError, ParameterError
+from famekit.model import MIXERS, MODEL_KINDS, ModelConfig
+from famekit.validation import check_choice, check_int, check_number
+
+__all__ = ["LOSS_WEIGHTINGS", "MODEL_FLAGS", "RESUMABLE", "SELECTION_METRIC", "TrainConfig"]
+
+LOSS_WEIGHTINGS = ("batch", "target")
+SELECTION_METRIC = "NDCG@10"  # validation metric that picks the best epoch and stops early
+# Fields a resumed run may change (extend a run, give it more patience); any other change
+# would make it another run.
+RESUMABLE = ("epochs", "patience")
+# ModelConfig fields that train() and the dataset set themselves, not model options.
+_SET_BY_TRAINING = ("n_items", "kind", "max_len")
+# Fields added after runs were first written: a train_args.json without them means this.
+_ADDED_FIELDS = {"loss_weighting": "batch"}
+
+
+def _option(help: str, flag: str | None = None, choices: tuple[str, ...] | None = None,
+            minimum: int | None = None) -> dict:
+    """Field metadata: the CLI flag (default ``--<field-name>``), its help text, choices."""
+    return {"help": help, "flag": flag, "choices": choices, "minimum": minimum}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a FAME or SASRec run is trained (every default of famekit's training lives here)."""
+
+    kind: str = field(default="fame", metadata=_option(
+        "model kind", flag="--model", choices=MODEL_KINDS))
+    # An upper bound: early stopping usually ends a run long before.
+    epochs: int = field(default=200, metadata=_option("most epochs", minimum=1))
+    patience: int = field(default=10, metadata=_option(
+        "evaluations without a better valid NDCG@10 before stopping", minimum=1))
+    batch_size: int = field(default=256, metadata=_option(
+        "sequences per batch (split across ranks under torchrun)", minimum=1))
+    lr: float = field(default=1e-3, metadata=_option("Adam learning rate"))
+    seed: int = field(default=0, metadata=_option(
+        "seeds weights, batch order and dropout", minimum=0))
+    # The longest input window: 50 suits Amazon's short sequences, MovieLens uses 200
+    # (docs/fame-spec.md §4).
+    max_len: int = field(default=50, metadata=_option("longest input window", minimum=1))
+    eval_every: int = field(default=1, metadata=_option(
+        "validate every N epochs (and after the last)", minimum=1))
+    eval_batch_size: int = field(default=256, metadata=_option(
+        "users per evaluation batch", flag="", minimum=1))  # "": no CLI flag
+    # "batch": each step minimises its batch's mean cross-entropy (every batch weighs the
+    # same); "target": every training target weighs the same over the epoch, as in
+    # prefix-augmented training (see famekit.training.train_epoch).
+    loss_weighting: str = field(default="batch", metadata=_option(
+        "'batch': every batch's mean weighs the same; 'target': every training target "
+        "weighs the same over the epoch", choices=LOSS_WEIGHTINGS))
+    # ModelConfig fields that differ from the model's own defaults (d_model, n_heads, ...).
+    model_options: Mapping[str, Any] = field(default_factory=dict, metadata={"flag": ""})
+
+    def __post_init__(self) -> None:
+        if self.kind not in MODEL_KINDS:
+            raise ParameterError(f"kind must be 'fame' or 'sasrec', got {self.kind!r}. "
+                                 "Fix: pass kind='fame' (--model fame) or 'sasrec'")
+        for spec in dataclasses.fields(self):
+            minimum = spec.metadata.get("minimum")
+            if minimum is not None:
+                value = check_int(spec.name, getattr(self, spec.name), minimum,
+                                  fix=f"pass {spec.name}={minimum} or more (CLI "
+                                      f"--{spec.name.replace('_', '-')})")
+                object.__setattr__(self, spec.name, value)
+        object.__setattr__(self, "lr", check_number("lr", self.lr, positive=True,
+                                                    fix="pass lr=1e-3"))
+        check_choice("loss_weighting", self.loss_weighting, LOSS_WEIGHTINGS)
+        if not isinstance(self.model_options, Mapping):
+            raise ParameterError(f"model_options must be a dict of ModelConfig fields, got "
+                                 f"{type(self.model_options).__name__}. Fix: e.g. "
+                                 "model_options={'d_model': 32}")
+        object.__setattr__(self, "model_options", dict(self.model_options))
+        self.model_config(n_items=1)  # unknown or invalid model options fail here, early
+
+    # ------------------------------------------------------------------- derived
+    def model_config(self, n_items: int) -> ModelConfig:
+        """The :class:`ModelConfig` of this configuration for a dataset of ``n_items`` items."""
+        reserved = set(_SET_BY_TRAINING) & set(self.model_options)
+        if reserved:
+            raise ParameterError(
+                f"model option(s) {sorted(reserved)} are set by train() itself. Fix: pass "
+                "max_len=/kind= directly; n_items comes from the dataset"
+            )
+        try:
+            return ModelConfig(n_items=n_items, kind=self.kind, max_len=self.max_len,
+                               **self.model_options)
+        except TypeError as exc:  # an unknown keyword
+            raise ParameterError(
+                f"unknown model option ({exc}). Fix: use some of {', '.join(model_option_names())}"
+            ) from None
+
+    def with_options(self, **options) -> TrainConfig:
+        """A copy with training fields and model options replaced by name (validated)."""
+        fields = {f.name for f in dataclasses.fields(self)} - {"model_options"}
+        changes = {k: v for k, v in options.items() if k in fields}
+        model = {k: v for k, v in options.items() if k not in fields}
+        if "model_options" in options:  # a whole dict of model options, merged
+            model = {**dict(options["model_options"] or {}),
+                     **{k: v for k, v in model.items() if k != "model_options"}}
+        if model:
+            changes["model_options"] = {**self.model_options, **model}
+        return dataclasses.replace(self, **changes)
+
+    def resumed_with(self, options: Mapping[str, Any], where: Path) -> TrainConfig:
+        """This (saved) configuration with the :data:`RESUMABLE` fields that ``options``
+        gives; any other option whose value differs from the saved one is refused."""
+        wanted = self.with_options(**options)
+        for spec in dataclasses.fields(self):
+            name = spec.name
+            if name in RESUMABLE or name == "model_options":
+                continue
+            if getattr(wanted, name) != getattr(self, name):
+                raise ParameterError(
+                    f"cannot change {name} when resuming {where} (saved {getattr(self, name)!r}, "
+                    f"asked {getattr(wanted, name)!r}). Fix: leave {name} out, or start a new "
+                    "run (another --out)"
+                )
+        saved_model, wanted_model = self.model_config(1), wanted.model_config(1)
+        changed = sorted(f for f in ModelConfig.__dataclass_fields__
+                         if getattr(saved_model, f) != getattr(wanted_model, f))
+        if changed:
+            raise ParameterError(
+                f"cannot change model options {changed} when resuming {where} (saved "
+                f"{self.model_options}). Fix: leave them out, or start a new run"
+            )
+        return dataclasses.replace(self, **{k: getattr(wanted, k) for k in RESUMABLE})
+
+    # ------------------------------------------------------------------- storage
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as JSON-ready values, in declaration order (``train_args.json``)."""
+        return {f.name: (dict(getattr(self, f.name)) if f.name == "model_options"
+                         else getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_saved(cls, saved: dict, path: Path) -> TrainConfig:
+        """The configuration a ``train_args.json`` holds (extra keys such as the dataset
+        description are ignored); a damaged file is a CheckpointError naming it."""
+        saved = {**_ADDED_FIELDS, **saved}
+        names = [f.name for f in dataclasses.fields(cls)]
+        missing = [n for n in names if n not in saved]
+        if missing or not isinstance(saved.get("model_options"), dict):
+            raise CheckpointError(
+                f"{path} lacks {', '.join(missing) or 'a model_options object'}. Fix: restore "
+                "the file, or start the run again (overwrite=True / --overwrite)"
+            )
+        try:
+            return cls(**{n: saved[n] for n in names})
+        except ParameterError as exc:
+            raise CheckpointError(f"{path} holds an invalid configuration ({exc}). Fix: "
+                                  "restore the file, or start the run again") from None
+
+
+def model_option_names() -> list[str]:
+    """ModelConfig fields that can be given as model options."""
+    return sorted(f for f in ModelConfig.__dataclass_fields__ if f not in _SET_BY_TRAINING)
+
+
+# The model options ``famekit train`` offers as flags: field -> (flag, help). Defaults come
+# from ModelConfig; the other ModelConfig fields stay reachable from Python.
+MODEL_FLAGS: dict[str, tuple[str, str]] = {
+    "d_model": ("--d-model", "hidden size d"),
+    "n_layers": ("--layers", "layers L"),
+    "n_heads": ("--heads", "heads H = facets"),
+    "n_experts": ("--experts", "experts N per head"),
+    "dropout": ("--dropout", "dropout rate"),
+    "router": ("--router", "FAME ablation: 'uniform' weighs every expert 1/N"),
+    "gate": ("--gate", "FAME ablation: 'uniform' weighs every head 1/H"),
+}
+MODEL_FLAG_CHOICES = {"router": MIXERS, "gate": MIXERS}
