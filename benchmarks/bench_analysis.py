@@ -1,4 +1,4 @@
-"""Time every analysis on one FAME run (issue target on Beauty: all analyses <= 60 s on 2 CPU
+"""Time every analysis on one FAME run (target on Beauty: all analyses <= 60 s on 2 CPU
 cores excluding the first UMAP JIT; each UMAP <= 15 s after warm-up).
 
     python benchmarks/bench_analysis.py --run runs/beauty-fame-seed0

@@ -1,4 +1,4 @@
-"""How much length-sorted, trimmed batches speed up full-ranking evaluation (spec §5).
+"""How much length-sorted, trimmed batches speed up full-ranking evaluation (docs/fame-spec.md §5).
 
 Compares :func:`famekit.evaluation.evaluate` (users sorted by input length, each batch trimmed
 to its longest input) with the plain loop it replaces (users in file order, every batch padded

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Issue 7 §3: Beauty FAME + SASRec to convergence on CUDA (bf16 autocast: famekit.training
-# turns it on for every CUDA device), with epoch times and test metrics. One prepared script for
-# a lent GPU machine (<= 10 minutes including its start); run from the repo root:
+# Beauty FAME + SASRec to convergence on CUDA (bf16 autocast: famekit.training turns it on
+# for every CUDA device), with epoch times and test metrics. One prepared script for a short
+# session on a GPU machine (<= 10 minutes including its start); run from the repo root:
 #   FAMEKIT_SHARED_DATA=../shared/data bash benchmarks/gpu_beauty.sh [OUT]
 # It first checks CPU/CUDA loss agreement on real batches (gpu_check.py, 1 epoch), then trains
 # both models with the Beauty recipe (benchmarks/reproduce.py, seed 0) into runs/gpu/ and writes

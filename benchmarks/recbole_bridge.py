@@ -15,7 +15,8 @@ What it does and why:
 
 * ``import recbole`` turns on ``torch.autograd.set_detect_anomaly(True)`` (from its SINE model
   module), which makes every model ~1.7x slower: we switch it off before training.
-* RecBole's sequential full ranking does not mask the user's history, famekit's does (spec §5).
+* RecBole's sequential full ranking does not mask the user's history, famekit's does
+  (docs/fame-spec.md §5).
   Model selection and the test numbers therefore use famekit's protocol, computed here: the
   trainer's ``_valid_epoch`` is replaced by a famekit-protocol validation NDCG@10 (early
   stopping on it, as famekit's trainer), and the best weights are scored on the test inputs with

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create the benchmark-only RecBole environment (.venv-bench), separate from famekit's .venv.
-# RecBole is an outside reference for issue 7, never a famekit dependency.
+# RecBole is an outside reference for the benchmarks (reports/benchmarks/), never a famekit
+# dependency.
 # Pins measured on this box: recbole 1.2.1 needs numpy<2, pandas<3, setuptools<81;
 # torch==2.13.0 resolves to the CPU wheel that is on this disk.
 # Usage: bash benchmarks/recbole_env.sh   (idempotent; ~1-2 min)

@@ -1,4 +1,4 @@
-"""Speed and cost (issue 7 §2): RecBole SASRec vs our SASRec vs FAME, one run, one machine.
+"""Speed and cost: RecBole SASRec vs our SASRec vs FAME, one run, one machine.
 
     FAMEKIT_SHARED_DATA=../shared/data nice -n 19 .venv/bin/python benchmarks/speed.py \
         --dataset beauty --epochs 2 --threads 1

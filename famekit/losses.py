@@ -5,9 +5,9 @@ The training loss of both models is a softmax over every item at every scored po
 ``F.cross_entropy(queries @ table.T, targets)`` the [R, V] logits (111 MB for one Beauty batch:
 ~2,300 rows x 12,101 items) and their gradient are written and read back by ~6 separate
 passes (matmul, log-softmax, its backward, the two backward matmuls), and each of those
-buffers is freshly ``mmap``-ed and page-faulted by the allocator every step. Profiling
-``benchmarks/speed.py`` on a 2-core CPU put the step at 15 % of the machine's GEMM peak,
-bound by that memory traffic, not by the matmuls.
+buffers is freshly ``mmap``-ed and page-faulted by the allocator every step: a training step
+is bound by that memory traffic, not by the matmuls (profiled with ``benchmarks/speed.py``;
+docs/decisions.md, "The training loss never holds the [rows, items] logits").
 
 :func:`softmax_cross_entropy` computes the same loss row-chunk by row-chunk: each chunk's logits
 are turned into (log-sum-exp, target logit) in place; the backward pass recomputes the chunk's

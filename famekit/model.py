@@ -64,8 +64,8 @@ class ModelConfig:
     n_experts: int = 4  # N: expert queries per head in FAME's last layer (unused by SASRec)
     dropout: float = 0.2  # rate for the embeddings, residual branches and FFN outputs
     # Rate on attention weights (every layer). Choice: 0 by default: on CPU any attention
-    # dropout forces the unfused kernel (fused attention fwd+bwd ~4.6x slower, measured on the
-    # FAME layer at [256, 50]) and in FAME it draws N masks per head.
+    # dropout forces the much slower unfused kernel, and in FAME it draws N masks per head
+    # (measured: docs/decisions.md, "Attention dropout is 0 by default").
     attn_dropout: float = 0.0
     norm_first: bool = False  # Choice: post-LN by default, as SASRec; True = pre-LN blocks
     sub_embedding: str = "learned"  # FAME x_v^h = E[v] W_f^h: "learned" W_f, or fixed "slice"
@@ -73,11 +73,11 @@ class ModelConfig:
     # gate starts near uniform (g_h ~ 1/H), which makes the spec's plain sum ("none", s = 1)
     # start at 1/H of the scale of a d-dim dot product (SASRec's): a long plateau at the
     # popularity level before learning takes off. A constant factor changes no ranking and
-    # no gate; measured on the synthetic world (batch 64, lr 2e-3): valid NDCG@10 0.092 after
-    # 5 epochs with "heads" vs 0.041 with "none" (0.088 only after 12).
+    # no gate (measured: docs/decisions.md, "FAME's fused score is scaled by H").
     fused_scale: str = "heads"
-    # Ablation switches of FAME's last layer (issue 7). "uniform" router: every expert of a
-    # head weighs 1/N (the router is not a parameter); "uniform" gate: every head weighs 1/H.
+    # Ablation switches of FAME's last layer (the benchmarks' ablations). "uniform" router:
+    # every expert of a head weighs 1/N (the router is not a parameter); "uniform" gate: every
+    # head weighs 1/H.
     router: str = "learned"
     gate: str = "learned"
     ffn_mult: int = 4  # point-wise FFN hidden size = ffn_mult * width (d, or d' in FFN')
@@ -268,9 +268,9 @@ class Block(nn.Module):
 
 
 class FAMELayer(nn.Module):
-    """FAME's last layer (spec §2-3): per head, N expert queries share the head's keys and
-    values; a dense router mixes the experts; each head keeps its own d'-wide stream F^h;
-    a softmax gate over the heads weighs them.
+    """FAME's last layer (docs/fame-spec.md §2-3): per head, N expert queries share the
+    head's keys and values; a dense router mixes the experts; each head keeps its own d'-wide
+    stream F^h; a softmax gate over the heads weighs them.
 
     Returns the gated head representations [g_1 F^1; ...; g_H F^H] as one [B, n, d] tensor, so
     that the fused score P(v) = sum_h g_h F^h . x_v^h is a single matmul with the item table.
@@ -344,8 +344,8 @@ class FAMELayer(nn.Module):
             router_logits = concatenated.new_zeros(B, n, H, N)  # softmax -> 1/N each
         router_probs = self.hook_router_probs(router_logits.softmax(dim=-1))  # [B, n, H, N]
         mixed = torch.einsum("bthe,bthed->bthd", router_probs, experts)  # [B, n, H, d']
-        # Choice (spec §2): heads are not concatenated and have no output projection; the
-        # residual of head h is the h-th d'-slice of x.
+        # Choice (docs/fame-spec.md §2): heads are not concatenated and have no output
+        # projection; the residual of head h is the h-th d'-slice of x.
         slices = x.reshape(B, n, H, dh)  # [B, n, d] -> [B, n, H, d']
         if self.norm_first:
             h = slices + self.expert_dropout(mixed)
@@ -387,7 +387,7 @@ class SequentialRecommender(HookedRootModule):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(n_blocks))
 
     def _finish_init(self) -> None:
-        """Initialise weights (spec §1) and name the hooks; subclasses call it last."""
+        """Initialise weights (docs/fame-spec.md §1), name the hooks; subclasses call it last."""
         std = self.config.init_std
         for module in self.modules():
             if isinstance(module, nn.Linear):
@@ -462,13 +462,13 @@ class SequentialRecommender(HookedRootModule):
     def forward(self, input_ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy over all items at the positions whose target is not 0.
 
-        Which positions predict is the caller's choice, made through ``targets``. Choice (spec
-        §4): the trainer gives every non-padding position its next item (one pass per
-        sequence, "SASRec with CE"); RecBole's prefix augmentation ("last_position") is the
-        same call with only the last column of ``targets`` non-zero.
+        Which positions predict is the caller's choice, made through ``targets``. Choice
+        (docs/fame-spec.md §4): the trainer gives every non-padding position its next item
+        (one pass per sequence, "SASRec with CE"); RecBole's prefix augmentation
+        ("last_position") is the same call with only the last column of ``targets`` non-zero.
         Only those rows are scored: select them first, then [R, d] x [d, V] through
-        :func:`famekit.losses.softmax_cross_entropy` (spec §4: 3-4x faster than scoring every
-        padded position; 8 MiB row chunks bound the logits held at once).
+        :func:`famekit.losses.softmax_cross_entropy` (docs/fame-spec.md §4: 3-4x faster than
+        scoring every padded position; 8 MiB row chunks bound the logits held at once).
         Choice: the padding column is left out of the softmax by scoring items 1..V only and
         shifting the targets by one (no -inf column, and no gradient reaches E[0]).
         A batch without any target gives a zero loss that is still connected to every
@@ -529,9 +529,9 @@ class FAME(SequentialRecommender):
 
     Item sub-embeddings x_v^h = E[v] W_f^h. Stacking the H projections W_f^h in R^{d x d'}
     side by side gives one d x d matrix W_f, and the item table [x^1; ...; x^H] = E W_f.
-    Choice (spec §3): W_f is learned and starts as the identity, i.e. E W_f^h starts as the
-    h-th d'-slice of E (a small random W_f made FAME learn ~3x slower); with
-    ``sub_embedding="slice"`` W_f stays the identity and is not a parameter at all.
+    Choice (docs/fame-spec.md §3): W_f is learned and starts as the identity, i.e. E W_f^h
+    starts as the h-th d'-slice of E (a small random W_f made FAME learn ~3x slower, measured
+    there); with ``sub_embedding="slice"`` W_f stays the identity and is not a parameter at all.
     """
 
     def __init__(self, cfg: ModelConfig):

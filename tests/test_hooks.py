@@ -1,4 +1,5 @@
-"""Contract tests of the hook points (spec §6): names, shapes, invariants, reproducibility."""
+"""Contract tests of the hook points (docs/fame-spec.md §6): names, shapes, invariants,
+reproducibility."""
 
 from __future__ import annotations
 

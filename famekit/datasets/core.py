@@ -135,7 +135,7 @@ class SeqDataset:
         return h.hexdigest()[:16]
 
     def split(self) -> LeaveOneOutSplit:
-        """The leave-one-out split used everywhere in famekit (spec §5)."""
+        """The leave-one-out split used everywhere in famekit (docs/fame-spec.md §5)."""
         return LeaveOneOutSplit(self)
 
     def statistics(self) -> dict[str, Any]:

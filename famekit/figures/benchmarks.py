@@ -1,4 +1,4 @@
-"""Benchmark views (issue 7): the reproduction table and the speed comparison.
+"""Benchmark views: the reproduction table and the speed comparison.
 
 Inputs are the files ``benchmarks/reproduce.py`` and ``benchmarks/speed.py`` write under
 ``reports/benchmarks/``: ``results.csv`` (one row per dataset and model: ``<metric>_mean`` and
