@@ -7,6 +7,8 @@ DataFrames or arrays (never figures; :mod:`famekit.figures` draws them).
 * :mod:`~famekit.analysis.embeddings` - per-head item sub-embeddings, kNN, cached UMAP;
 * :mod:`~famekit.analysis.alignment` - the facet alignment matrix with its two nulls;
 * :mod:`~famekit.analysis.anatomy` - one user's recommendations decomposed by head;
+* :mod:`~famekit.analysis.user_view` - one user's routing, gates, history and top-k (the
+  explorer's data);
 * :mod:`~famekit.analysis.knockouts` - causal head / expert interventions;
 * :mod:`~famekit.analysis.recovery` - planted ground truth recovery (synthetic world);
 * :mod:`~famekit.analysis.metadata` - item and user labels from metadata.
@@ -33,10 +35,12 @@ from famekit.analysis.routing import (
     routing_entropy,
     user_routing,
 )
+from famekit.analysis.user_view import UserView, topk_lists
 
 __all__ = [
     "Activations",
     "Anatomy",
+    "UserView",
     "agreement_with_nulls",
     "alignment_matrix",
     "collect_activations",
@@ -61,6 +65,7 @@ __all__ = [
     "recommendation_anatomy",
     "router_distribution",
     "routing_entropy",
+    "topk_lists",
     "umap_layout",
     "user_gates",
     "user_majority_labels",

@@ -16,6 +16,8 @@ embeddings         embedding_scatter, embedding_grid
 alignment          alignment_heatmap, alignment_nulls_chart
 knockouts          knockout_delta_bar, knockout_heatmap
 anatomy            anatomy_contributions_bar, per_head_topk_table, history_table
+explorer           explorer_figures, refresh_figure; history_html, topk_html, html_table
+                   (escaped HTML strings: the explorer's fallback without widgets)
 recovery           recovery_bar
 training           read_training_history, training_curves, metrics_comparison_bar
 benchmarks         read_benchmarks, results_bar, ratio_bar, speed_bars,
@@ -54,6 +56,13 @@ from famekit.figures.benchmarks import (
     time_to_quality_curves,
 )
 from famekit.figures.embeddings import embedding_grid, embedding_scatter
+from famekit.figures.explorer import (
+    explorer_figures,
+    history_html,
+    html_table,
+    refresh_figure,
+    topk_html,
+)
 from famekit.figures.export import ChromiumNotFoundError, find_chromium, save_html, save_png
 from famekit.figures.gates import (
     gate_distribution,
@@ -89,13 +98,16 @@ __all__ = [
     "embedding_scatter",
     "expert_enrichment_heatmap",
     "expert_load_heatmap",
+    "explorer_figures",
     "find_chromium",
     "gate_distribution",
     "gate_summary_bar",
     "gates_along_sequence_chart",
     "gates_at_position_bar",
     "gates_by_group_heatmap",
+    "history_html",
     "history_table",
+    "html_table",
     "knockout_delta_bar",
     "knockout_heatmap",
     "metrics_comparison_bar",
@@ -105,6 +117,7 @@ __all__ = [
     "read_benchmarks",
     "read_training_history",
     "recovery_bar",
+    "refresh_figure",
     "results_bar",
     "router_distribution_histogram",
     "routing_entropy_bar",
@@ -112,6 +125,7 @@ __all__ = [
     "save_png",
     "speed_bars",
     "time_to_quality_curves",
+    "topk_html",
     "training_curves",
     "user_routing_heatmap",
 ]
