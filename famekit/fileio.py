@@ -31,20 +31,20 @@ def _current_umask() -> int:
 _UMASK = _current_umask()  # read once at import: os.umask can only be read by setting it
 
 
-def atomic_write_bytes(path, data: bytes) -> Path:
+def atomic_write_bytes(path, data: bytes, error: type[FamekitError] = CheckpointError) -> Path:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never half.
 
     The bytes go to a temporary file in the same directory (same filesystem, so the rename is
     atomic), are fsync'ed, and replace ``path`` with ``os.replace``; the directory is fsync'ed
     too where the platform allows, so the rename survives a power cut. Parent directories are
-    created.
+    created. A failure is ``error`` (naming the file and the fix) and leaves no temporary file.
     """
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as err:
-        raise CheckpointError(
+        raise error(
             f"cannot write {path}: {err}. Fix: choose a directory you can write to"
         ) from err
     try:
@@ -62,7 +62,7 @@ def atomic_write_bytes(path, data: bytes) -> Path:
         except OSError:
             pass
         if isinstance(err, OSError):
-            raise CheckpointError(
+            raise error(
                 f"cannot write {path}: {err}. Fix: free disk space or choose a writable directory"
             ) from err
         raise
@@ -83,9 +83,10 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_text(path, text: str, encoding: str = "utf-8") -> Path:
+def atomic_write_text(path, text: str, encoding: str = "utf-8",
+                      error: type[FamekitError] = CheckpointError) -> Path:
     """:func:`atomic_write_bytes` for text."""
-    return atomic_write_bytes(path, text.encode(encoding))
+    return atomic_write_bytes(path, text.encode(encoding), error=error)
 
 
 def _json_default(obj):

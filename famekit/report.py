@@ -41,8 +41,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from famekit.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 from famekit.errors import FamekitError, ParameterError
+from famekit.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 
 __all__ = [
     "NotebookResult",

@@ -52,6 +52,9 @@ from famekit.errors import CheckpointError, ParameterError
 from famekit.evaluation import METRIC_NAMES, evaluate
 from famekit.model import ModelConfig, build_model
 from famekit.runs import (
+    TRAIN_ARGS_FILE,
+    TRAIN_STATE_JSON,
+    TRAIN_STATE_TENSORS,
     RunDir,
     check_fingerprint,
     dataset_of_run,
@@ -321,16 +324,12 @@ def _resumed_run(run: RunDir, out_dir, dataset, options: dict
             "run stays in its own directory; pass only resume"
         )
     if run.status is None:
-        what = "does not exist" if not run.path.exists() else "has no train_args.json"
+        what = "does not exist" if not run.path.exists() else f"has no {TRAIN_ARGS_FILE}"
         raise CheckpointError(
             f"cannot resume {run.path}: it {what}. Fix: pass the directory of a run started "
-            "by famekit train (it holds train_args.json)"
+            f"by famekit train (it holds {TRAIN_ARGS_FILE})"
         )
-    saved = run.train_args()
-    described = saved.get("dataset")
-    if not isinstance(described, dict):
-        raise CheckpointError(f"{run.path / 'train_args.json'} lacks a dataset object. Fix: "
-                              "restore the file, or start the run again (--overwrite)")
+    described = run.dataset_description()
     config = run.train_config().resumed_with(options, run.path)
     if isinstance(dataset, SeqDataset):
         check_fingerprint(dataset, described)
@@ -430,15 +429,15 @@ def _restore(run: RunDir, model, optimizer, config: TrainConfig
     """(epoch, early stopping, history) of the last finished epoch; model, optimizer and RNGs
     are restored in place. An edited train_state.json can hold anything: refused in one line."""
     state = run.load_train_state(optimizer)
-    state_file = run.path / "train_state.json"
+    state_file = run.path / TRAIN_STATE_JSON
     try:
         extra = state["extra_state"]
         try:
             model.load_state_dict(extra["model"])
         except RuntimeError as exc:
             raise CheckpointError(
-                f"{run.path / 'train_state.safetensors'} does not match the model that "
-                f"{run.path / 'train_args.json'} describes ({exc}). Fix: start the run again "
+                f"{run.path / TRAIN_STATE_TENSORS} does not match the model that "
+                f"{run.path / TRAIN_ARGS_FILE} describes ({exc}). Fix: start the run again "
                 "(overwrite=True / --overwrite)"
             ) from None
         restore_rng_state(state["rng"])

@@ -10,14 +10,15 @@ on disk under ``$FAMEKIT_CACHE/umap`` keyed by a hash of the embedding and the p
 from __future__ import annotations
 
 import hashlib
-import os
+import io
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from famekit.errors import ParameterError
+from famekit.errors import FamekitError, ParameterError
+from famekit.fileio import atomic_write_bytes
 
 __all__ = ["cosine_knn", "full_embedding", "head_embeddings", "head_layouts", "umap_layout"]
 
@@ -108,12 +109,11 @@ def umap_layout(
         layout = reducer.fit_transform(vectors).astype(np.float32)
     _MEMORY_CACHE[key] = layout
     if use_disk_cache:
+        buffer = io.BytesIO()
+        np.save(buffer, layout, allow_pickle=False)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
-            np.save(tmp, layout, allow_pickle=False)
-            os.replace(tmp, path)
-        except OSError:
+            atomic_write_bytes(path, buffer.getvalue())
+        except FamekitError:
             pass  # caching is an optimisation; an unwritable cache must not fail the analysis
     return layout
 

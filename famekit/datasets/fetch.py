@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.client
+import io
 import json
 import os
 import tempfile
@@ -48,6 +49,7 @@ import pandas as pd
 
 from famekit.datasets.core import SeqDataset
 from famekit.errors import CacheError, ChecksumError, DataFormatError, DownloadError, ParameterError
+from famekit.fileio import atomic_write_bytes, atomic_write_text
 
 __all__ = [
     "CACHE_ENV",
@@ -306,12 +308,6 @@ def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    with _temporary_file(path.parent, path.name) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-
-
 def download(remote: RemoteFile, directory: str | os.PathLike, *, progress: bool = True,
              retries: int | None = None, backoff: float | None = None,
              timeout: float | None = None) -> Path:
@@ -351,7 +347,7 @@ def download(remote: RemoteFile, directory: str | os.PathLike, *, progress: bool
             if remote.is_zip:
                 check_zip(tmp, remote.members, shown)
             os.replace(tmp, target)
-        _atomic_write_text(_sidecar(target), digest + "\n")
+        atomic_write_text(_sidecar(target), digest + "\n", error=CacheError)
         return target
     raise DownloadError(
         f"cannot download {shown} after {retries + 1} attempts ({last_problem}). Fix: check your "
@@ -366,12 +362,12 @@ def _verified_copy(remote: RemoteFile, target: Path) -> bool:
         if not _sidecar(target).exists():  # placed by hand: check it once, then record it
             if remote.is_zip:
                 check_zip(target, remote.members, str(target))
-            _atomic_write_text(_sidecar(target), sha256_file(target) + "\n")
+            atomic_write_text(_sidecar(target), sha256_file(target) + "\n", error=CacheError)
         return True
     digest = sha256_file(target)
     if digest == remote.sha256:
         if not _sidecar(target).exists():
-            _atomic_write_text(_sidecar(target), digest + "\n")
+            atomic_write_text(_sidecar(target), digest + "\n", error=CacheError)
         return True
     # A corrupted or foreign file: drop it and download again.
     _unlink_quietly(target)
@@ -438,10 +434,9 @@ def save_processed(name: str, key: str, arrays: dict[str, np.ndarray], meta: dic
     payload = dict(arrays)
     payload["meta_json"] = np.frombuffer(json.dumps(meta, ensure_ascii=False).encode("utf-8"),
                                          dtype=np.uint8)
-    with _temporary_file(directory, path.name) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, **payload)
-        os.replace(tmp, path)
+    buffer = io.BytesIO()
+    np.savez(buffer, **payload)
+    atomic_write_bytes(path, buffer.getvalue(), error=CacheError)
     for stale in directory.glob(f"{name}-*.npz"):
         if stale != path and len(stale.stem) == len(path.stem):
             _unlink_quietly(stale)

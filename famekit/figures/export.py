@@ -10,13 +10,12 @@
   image afterwards).
 
 Both write to a temporary file and rename it into place
-(:func:`famekit.checkpoints.atomic_write_text` / ``atomic_write_bytes``): a reader never sees
+(:func:`famekit.fileio.atomic_write_text` / ``atomic_write_bytes``): a reader never sees
 half a file.
 """
 
 from __future__ import annotations
 
-import numbers
 import os
 import shutil
 from pathlib import Path
@@ -24,8 +23,9 @@ from pathlib import Path
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from famekit.checkpoints import atomic_write_bytes, atomic_write_text
 from famekit.errors import FamekitError, ParameterError
+from famekit.fileio import atomic_write_bytes, atomic_write_text
+from famekit.validation import is_real_number
 
 __all__ = ["ChromiumNotFoundError", "find_chromium", "save_html", "save_png"]
 
@@ -90,7 +90,7 @@ def find_chromium() -> str | None:
 def _check_size(value, name: str):
     if value is None:
         return None
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or value <= 0:
+    if not is_real_number(value) or value <= 0:
         raise ParameterError(f"{name}={value!r} is invalid. Fix: pass a positive number "
                              "(pixels for width/height, a factor for scale)")
     return value
