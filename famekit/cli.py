@@ -22,6 +22,7 @@ import os
 import sys
 from pathlib import Path
 
+from famekit.datasets.core import EVAL_SPLITS
 from famekit.datasets.stats import add_info_arguments
 from famekit.errors import FamekitError, ParameterError
 
@@ -126,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
                               description="Evaluate a run's best weights (leave-one-out, full "
                               "ranking, history excluded unless --include-history).")
     evaluate.add_argument("run_dir", metavar="RUN_DIR")
-    evaluate.add_argument("--split", choices=("valid", "test"), default="test")
+    evaluate.add_argument("--split", choices=EVAL_SPLITS, default="test")
     evaluate.add_argument("--include-history", action="store_true",
                           help="rank the user's past items too (default: excluded)")
     evaluate.add_argument("--batch-size", type=_int, default=256,

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from famekit.errors import FamekitError, ParameterError
+from famekit.model import MODEL_KINDS
 from famekit.runs import RunDir, default_run_dir
 
 __all__ = ["CheckResult", "Difference", "Tolerances", "check_report", "compare_notebooks",
@@ -371,7 +372,7 @@ def check_report(folder, notebooks_dir=None, retrain: bool = True, tol: Toleranc
             result.differences += changed
             entries = []
         with _environment(FAMEKIT_RUNS=runs_root):
-            for kind in ("fame", "sasrec"):
+            for kind in MODEL_KINDS:
                 if kind in runs and parameters.get("RUN_DIR") is None and (
                         default_run_dir(dataset, kind, seed, quick).name != runs[kind].name):
                     raise ParameterError(f"the bundled {kind} run {runs[kind].name} is not the "

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import importlib
 
-from famekit.datasets.core import MIN_SEQUENCE_LENGTH, LeaveOneOutSplit, SeqDataset
+from famekit.datasets.core import EVAL_SPLITS, MIN_SEQUENCE_LENGTH, LeaveOneOutSplit, SeqDataset
 from famekit.datasets.files import load_files, read_items_tsv, read_sequences
 from famekit.errors import UnknownNameError
 
 __all__ = [
     "DEFAULT_DATASET",
+    "EVAL_SPLITS",
     "MIN_SEQUENCE_LENGTH",
     "LeaveOneOutSplit",
     "SeqDataset",

@@ -18,10 +18,12 @@ import pandas as pd
 from famekit.datasets.missing import missing_mask
 from famekit.errors import ParameterError
 
-__all__ = ["MIN_SEQUENCE_LENGTH", "LeaveOneOutSplit", "SeqDataset"]
+__all__ = ["EVAL_SPLITS", "MIN_SEQUENCE_LENGTH", "LeaveOneOutSplit", "SeqDataset"]
 
 # A user needs one training item, one validation target and one test target.
 MIN_SEQUENCE_LENGTH = 3
+# The held-out splits: "valid" predicts the second-to-last item, "test" the last.
+EVAL_SPLITS = ("valid", "test")
 
 
 @dataclass
@@ -185,7 +187,7 @@ class LeaveOneOutSplit:
 
     def eval_inputs(self, split: str) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
         """(input sequences, targets int64 [U], user rows int64 [U]) of ``split``."""
-        if split not in ("valid", "test"):
+        if split not in EVAL_SPLITS:
             raise ParameterError(
                 f"split must be 'valid' or 'test', got {split!r}. Fix: pass --split valid|test"
             )
