@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from dataclasses import dataclass
 
 import torch
@@ -34,6 +33,7 @@ from torch import nn
 from famekit.errors import ParameterError, UnknownNameError
 from famekit.hooks import HookedRootModule, HookPoint
 from famekit.losses import softmax_cross_entropy
+from famekit.validation import is_real_number, is_whole_number
 
 __all__ = ["FAME", "FAMELayer", "ModelConfig", "SASRec", "SequentialRecommender", "build_model"]
 
@@ -88,12 +88,12 @@ class ModelConfig:
         for name in ("n_items", "max_len", "d_model", "n_layers", "n_heads", "n_experts",
                      "ffn_mult"):
             value = getattr(self, name)
-            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+            if not is_whole_number(value) or value < 1:
                 self._reject(name, "a positive integer")
             object.__setattr__(self, name, int(value))
         for name in ("dropout", "attn_dropout", "layer_norm_eps", "init_std"):
             value = getattr(self, name)
-            if not isinstance(value, numbers.Real) or isinstance(value, bool):
+            if not is_real_number(value):
                 self._reject(name, "a number")
             object.__setattr__(self, name, float(value))
         if not isinstance(self.norm_first, bool):

@@ -26,6 +26,7 @@ from famekit.analysis.embeddings import cosine_knn, full_embedding, head_embeddi
 from famekit.analysis.metadata import encode_labels, item_labels, label_fields
 from famekit.datasets import SeqDataset
 from famekit.errors import ParameterError
+from famekit.validation import is_whole_number
 
 __all__ = ["agreement_with_nulls", "alignment_matrix", "knn_agreement", "random_init_like"]
 
@@ -78,7 +79,7 @@ def _check_counts(**counts) -> None:
     """k >= 1 neighbours, n_permutations >= 0 draws (notebook parameters K, N_PERMUTATIONS)."""
     for name, value in counts.items():
         least = 1 if name == "k" else 0
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+        if not is_whole_number(value) or value < least:
             raise ParameterError(f"{name}={value!r} is invalid. Fix: pass a whole number "
                                  f">= {least} (e.g. {name}={10 if name == 'k' else 20})")
 

@@ -19,6 +19,7 @@ from famekit.analysis.activations import GATES, ROUTER, require_fame
 from famekit.datasets import SeqDataset
 from famekit.errors import ParameterError
 from famekit.evaluation import evaluate, metrics_from_ranks
+from famekit.validation import is_whole_number
 
 __all__ = [
     "evaluate_intervention",
@@ -66,8 +67,7 @@ def force_expert_hook(head: int, expert: int, n_heads: int, n_experts: int):
 
 def subsample_users(dataset: SeqDataset, max_users: int | None, seed: int = 0) -> SeqDataset:
     """The same dataset restricted to ``max_users`` random users (all when None)."""
-    if max_users is not None and (isinstance(max_users, bool) or
-                                  not isinstance(max_users, (int, np.integer)) or max_users < 1):
+    if max_users is not None and (not is_whole_number(max_users) or max_users < 1):
         raise ParameterError(f"max_users={max_users!r} is invalid. Fix: pass a whole number "
                              ">= 1, or None for every user")
     if max_users is None or max_users >= dataset.n_users:

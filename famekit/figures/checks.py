@@ -17,6 +17,7 @@ import pandas as pd
 from famekit.datasets.missing import is_missing_label
 from famekit.errors import DataFormatError, ParameterError
 from famekit.figures.style import shorten
+from famekit.validation import is_whole_number
 
 __all__ = [
     "choice",
@@ -93,7 +94,7 @@ def select(requested, available: Sequence, arg: str, what: str = "value") -> lis
         raise ParameterError(f"{arg} is empty. Fix: pass None (all) or some of {available}")
     normalised = []
     for value in requested:
-        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        if is_whole_number(value):
             value = int(value)
         if value not in available:
             raise ParameterError(
@@ -117,7 +118,7 @@ def positive_int(value, arg: str, allow_none: bool = True) -> int | None:
     """``value`` as an int >= 1 (None passes when ``allow_none``)."""
     if value is None and allow_none:
         return None
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+    if not is_whole_number(value) or value < 1:
         raise ParameterError(f"{arg}={value!r} is invalid. Fix: pass a positive integer")
     return int(value)
 
