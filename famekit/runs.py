@@ -243,6 +243,11 @@ class RunDir:
         """``metrics.json``: status, summary and the per-epoch history."""
         return self._read(METRICS_JSON)
 
+    @property
+    def history_csv(self) -> Path:
+        """``metrics.csv``, one row per finished epoch (what learning-curve figures read)."""
+        return self.path / METRICS_CSV
+
     def dataset_description(self) -> dict:
         """How the run's dataset is loaded again (``train_args.json``, else the record a run
         saved by :func:`famekit.checkpoints.save_model` alone keeps in ``config.json``)."""
@@ -263,7 +268,18 @@ class RunDir:
 
     def load_dataset(self) -> SeqDataset:
         """The dataset the run was trained on, reloaded and fingerprint-checked."""
-        return load_described_dataset(self.dataset_description())
+        described = self.dataset_description()
+        try:
+            return load_described_dataset(described)
+        except CheckpointError as exc:
+            if (self.path / TRAIN_ARGS_FILE).is_file():
+                raise
+            # saved by save_model alone: config.json knows the name, not the options or files
+            raise CheckpointError(
+                f"{exc} ({self.path} has no {TRAIN_ARGS_FILE}, so only the dataset's name is "
+                "known. Fix: pass the dataset the run was trained on yourself, e.g. "
+                "famekit.load(run_dir, dataset=...) or UserExplorer(run, dataset))"
+            ) from None
 
     def check_dataset(self, dataset: SeqDataset) -> None:
         """Refuse a dataset other than the one the run was trained on (fingerprints differ)."""

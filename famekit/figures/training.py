@@ -18,10 +18,10 @@ from plotly.subplots import make_subplots
 from famekit.errors import DataFormatError, ParameterError
 from famekit.figures.checks import read_csv_file, require_frame
 from famekit.figures.style import apply_style
+from famekit.runs import RunDir
 
 __all__ = ["metrics_comparison_bar", "read_training_history", "training_curves"]
 
-METRICS_FILE = "metrics.csv"  # the name famekit.training writes
 # Fixed colours for the usual models; others take the template's colour sequence.
 MODEL_COLORS = {"FAME": "#0072B2", "SASRec": "#E69F00", "popularity": "#8C8C8C"}
 FALLBACK_COLORS = ("#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#B8A200", "#000000")
@@ -30,7 +30,7 @@ FALLBACK_COLORS = ("#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#B8A200", "#0000
 def read_training_history(path) -> pd.DataFrame:
     """The per-epoch history of a run: ``path`` is a run directory or its ``metrics.csv``."""
     path = Path(path)
-    csv_path = path / METRICS_FILE if path.is_dir() else path
+    csv_path = RunDir(path).history_csv if path.is_dir() else path
     history = read_csv_file(
         csv_path, "pass a run directory written by famekit train (it holds metrics.csv once an "
         "epoch has finished) or the path of its metrics.csv",
