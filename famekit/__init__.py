@@ -3,9 +3,11 @@ look inside it.
 
 Layers, and the way imports run (nothing lower imports anything higher)::
 
-    fileio, validation, errors
-      -> datasets -> model (+ hooks) -> evaluate / checkpoints -> runs -> train_config / training
-      -> workspace -> analysis -> figures -> widgets, report, CLI
+    errors, validation, fileio -> datasets -> model (+ hooks)
+      -> user_batches, evaluation, checkpoints, train_config, runs -> training, workspace
+      -> analysis -> figures -> widgets, report, CLI
+
+(docs/architecture.md: which module owns which concept.)
 """
 
 import os as _os
@@ -31,11 +33,16 @@ def load(run_dir, dataset=None, device=None):
     return RunDir(run_dir).load(dataset=dataset, device=device)
 
 
+_LAZY = {"train": "famekit.training", "TrainConfig": "famekit.train_config",
+         "RunDir": "famekit.runs"}
+
+
 def __getattr__(name: str):
     """``famekit.train`` is :func:`famekit.training.train` itself (its signature and help
-    included), imported on first use so that ``import famekit`` stays light."""
-    if name == "train":
-        from famekit.training import train
+    included); ``famekit.TrainConfig`` and ``famekit.RunDir`` likewise. They are imported on
+    first use, so that ``import famekit`` stays light (no torch)."""
+    if name in _LAZY:
+        import importlib
 
-        return train
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'famekit' has no attribute {name!r}")

@@ -95,11 +95,11 @@ def ensure_run(dataset: str = "synthetic", kind: str = "fame", seed: int = 0,
     """
     from famekit.training import train
 
+    chosen = recipe(dataset, quick)  # a dataset without a recipe is refused before anything
     run = RunDir.default(dataset, kind, seed, quick)
     status = run.status
     if status == "finished":
         return run.path
-    chosen = recipe(dataset, quick)
     if status == "running":
         train(resume=run.path, progress=progress)
     else:
