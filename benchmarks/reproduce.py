@@ -1,9 +1,9 @@
-"""Reproduction table (issue 7): popularity, our SASRec, FAME and RecBole's SASRec, one protocol.
+"""Reproduction table: popularity, our SASRec, FAME and RecBole's SASRec, one protocol.
 
     nice -n 19 .venv/bin/python benchmarks/reproduce.py --datasets ml-100k \
         --models popularity sasrec fame recbole-sasrec --seeds 0 1 2 --threads 1
 
-Every model is scored by the same full-ranking leave-one-out protocol (spec §5,
+Every model is scored by the same full-ranking leave-one-out protocol (docs/fame-spec.md §5,
 :mod:`famekit.evaluation`): all items are candidates except the padding id and every item of the
 user's whole input sequence (**history items are excluded**; the target itself is always
 ranked); ties count pessimistically. RecBole's own full ranking does not mask history, so its
@@ -59,7 +59,7 @@ ABLATION_KEYS = {"n_heads": int, "n_experts": int, "router": str, "gate": str,
                  "batch_size": int, "lr": float, "loss_weighting": str}
 FAME_ONLY_KEYS = ("n_experts", "router", "gate")
 OPTIMISATION_KEYS = ("batch_size", "lr", "loss_weighting")
-TABLE_METRICS = ("HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20")
+TABLE_METRICS = tuple(m for m in METRIC_NAMES if m != "MRR")  # HR and NDCG at every cut-off
 PREFIX_DATASET = "ml-1m-prefix"
 TRAIN_KEYS = ("d_model", "n_layers", "n_heads", "n_experts", "dropout", "max_len", "epochs",
               "patience", "batch_size", "lr", "loss_weighting")
@@ -218,7 +218,7 @@ PROTOCOL = (
     "Protocol: full ranking over all items, leave-one-out (valid = second-to-last item, "
     "test = last), **history items excluded** from the candidates (the target is always "
     "ranked), pessimistic ties, metrics averaged over users with >= 3 items "
-    "(famekit.evaluation, spec §5). RecBole's model is re-scored with this protocol "
+    "(famekit.evaluation, docs/fame-spec.md §5). RecBole's model is re-scored with this protocol "
     "by benchmarks/recbole_bridge.py; model selection (early stopping on valid NDCG@10) "
     "uses the same protocol for every trained model."
 )
@@ -354,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
             table = aggregate(frame)
             table.to_csv(out / "results.csv", index=False)
             note = ("Test metrics, mean ± sample std over seeds; full ranking, history items "
-                    "excluded, pessimistic ties (spec §5). Runs included: "
+                    "excluded, pessimistic ties (docs/fame-spec.md §5). Runs included: "
                     + ", ".join(f"{d}/{m}: {s}" for d, m, s in
                                 table[["dataset", "model", "seeds"]].itertuples(index=False)))
             atomic_write_text(out / "results.md", markdown(table, note))

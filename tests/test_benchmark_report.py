@@ -12,9 +12,10 @@ from famekit import figures as F
 from famekit import report
 from famekit.cli import main as cli_main
 from famekit.errors import DataFormatError, ParameterError
+from famekit.evaluation import METRIC_NAMES
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-METRICS = ("HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20")
+METRICS = tuple(m for m in METRIC_NAMES if m != "MRR")  # the columns of results.csv
 
 
 def _results(rows):

@@ -21,6 +21,7 @@ import torch
 
 from famekit.distributed import resolve_device, torchrun_env
 from famekit.errors import ParameterError
+from famekit.evaluation import METRIC_NAMES
 
 pytestmark = pytest.mark.skipif(
     not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.skipif(
 
 FLAGS = ["--batch-size", "32", "--dropout", "0", "--threads", "1", "--d-model", "16",
          "--heads", "2", "--experts", "2", "--max-len", "20", "--no-progress"]
-METRICS = ("HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20", "MRR")
+METRICS = METRIC_NAMES
 
 
 # ---------------------------------------------------------------------------------- unit
