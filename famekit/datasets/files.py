@@ -48,6 +48,16 @@ def _decode(path: Path, raw: bytes) -> str:
         ) from None
 
 
+def _read_text(path: Path) -> str:
+    """The file's text, or a DataFormatError saying why it cannot be read or decoded."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise DataFormatError(path, None, f"cannot read the file ({e.strerror})",
+                              "check the path and its permissions") from None
+    return _decode(path, raw)
+
+
 def read_sequences(path: str | os.PathLike) -> tuple[np.ndarray, list[np.ndarray]]:
     """Parse a sequence file into (user ids int64 [U], per-user item arrays).
 
@@ -55,12 +65,7 @@ def read_sequences(path: str | os.PathLike) -> tuple[np.ndarray, list[np.ndarray
     above ``MAX_ITEM_ID``, a user line with no items, a repeated user id, or an empty file.
     """
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise DataFormatError(path, None, f"cannot read the file ({e.strerror})",
-                              "check the path and its permissions") from None
-    text = _decode(path, raw)
+    text = _read_text(path)
     users: list[int] = []
     sequences: list[np.ndarray] = []
     seen: dict[int, int] = {}
@@ -124,12 +129,7 @@ def read_items_tsv(
     missing values) and rows naming an id outside 1..n_items are an error.
     """
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise DataFormatError(path, None, f"cannot read the file ({e.strerror})",
-                              "check the path and its permissions") from None
-    text = _decode(path, raw)
+    text = _read_text(path)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE)
     try:
         rows = list(reader)
