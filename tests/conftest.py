@@ -3,11 +3,15 @@
 Tests that need the real datasets take the `shared_data` fixture: it reads the folder from
 $FAMEKIT_SHARED_DATA (the Makefile and .ci/run set it when ../shared/data exists) and skips
 with a reason when it is unset or missing.
+
+Tests of views and analyses take `tiny_world` (a small synthetic facet world) and
+`tiny_fame_run` (a FAME trained on it for 2 epochs): both are built once per session.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -68,3 +72,37 @@ def mirror_env(mirror, monkeypatch):
     monkeypatch.setattr(fetch, "BACKOFF_S", 0.01)
     yield mirror
     mirror.reset()
+
+
+# ------------------------------------------------------------------ a tiny world and a tiny run
+# Parameters of the shared synthetic world and of the FAME trained on it.
+TINY_WORLD = {"n_users": 160, "n_items": 160, "n_brands": 8, "seed": 3}
+TINY_FAME = {"kind": "fame", "epochs": 2, "d_model": 16, "n_heads": 4, "n_experts": 3, "seed": 0}
+
+
+@dataclass(frozen=True)
+class TinyRun:
+    """A finished run directory and what it was trained with; tests must not write into it."""
+
+    path: Path  # the run directory (model.safetensors, metrics.json, history.csv, ...)
+    world: object  # the SeqDataset it was trained on (= the tiny_world fixture)
+    n_heads: int  # H of the FAME layer
+    n_experts: int  # N experts per head
+
+
+@pytest.fixture(scope="session")
+def tiny_world():
+    """The synthetic facet world of TINY_WORLD: 160 users, 160 items, genre/brand/price facets."""
+    from famekit.datasets.synthetic import generate
+
+    return generate(**TINY_WORLD)
+
+
+@pytest.fixture(scope="session")
+def tiny_fame_run(tiny_world, tmp_path_factory) -> TinyRun:
+    """FAME (TINY_FAME) trained once per session on tiny_world."""
+    from famekit.training import train
+
+    path = tmp_path_factory.mktemp("tiny-run") / "fame"
+    train(tiny_world, out_dir=path, progress=False, **TINY_FAME)
+    return TinyRun(path, tiny_world, TINY_FAME["n_heads"], TINY_FAME["n_experts"])

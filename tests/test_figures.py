@@ -17,26 +17,22 @@ from famekit import analysis as A
 from famekit import figures as F
 from famekit.baselines import Popularity
 from famekit.checkpoints import load_run
-from famekit.datasets.synthetic import generate
 from famekit.errors import DataFormatError, FamekitError, ParameterError
 from famekit.evaluation import evaluate
 from famekit.figures.export import PNG_MAGIC, ChromiumNotFoundError
-from famekit.training import train
 
-H, N = 4, 3  # heads and experts of the tiny run
-
-
-@pytest.fixture(scope="module")
-def world():
-    return generate(n_users=160, n_items=160, n_brands=8, seed=3)
+H, N = 4, 3  # heads and experts of the tiny run (conftest.py: tiny_fame_run)
 
 
 @pytest.fixture(scope="module")
-def run_dir(world, tmp_path_factory):
-    out = tmp_path_factory.mktemp("figures-run") / "fame"
-    train(world, kind="fame", out_dir=out, epochs=2, progress=False, d_model=16, n_heads=H,
-          n_experts=N, seed=0)
-    return out
+def world(tiny_world):
+    return tiny_world
+
+
+@pytest.fixture(scope="module")
+def run_dir(tiny_fame_run):
+    assert (tiny_fame_run.n_heads, tiny_fame_run.n_experts) == (H, N)
+    return tiny_fame_run.path
 
 
 @pytest.fixture(scope="module")
