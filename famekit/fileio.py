@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from famekit.errors import CheckpointError, FamekitError
+from famekit.errors import CheckpointError, DataFormatError, FamekitError
 
 __all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text", "read_json"]
 
@@ -113,27 +113,32 @@ def read_json(path, *, fix: str, error: type[FamekitError] = CheckpointError,
     """The JSON value in ``path``, or ``error`` naming the file, the problem and ``fix``.
 
     Unreadable, not UTF-8, invalid (with line and column), nested too deeply to parse, or (with
-    ``expect``) of another JSON type than ``expect``: every case is one clear error, never a
-    traceback.
+    ``expect``) of another JSON type than ``expect``: every case is one clear error of the same
+    shape, ``<file>[, line N]: <problem>. Fix: <fix>``, never a traceback.
     """
     path = Path(path)
+    line, problem = None, None
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise error(f"{path} is missing. Fix: {fix}") from None
+        problem = "the file is missing"
     except OSError as err:
-        raise error(f"cannot read {path} ({err.strerror or err}). Fix: {fix}") from None
+        problem = f"cannot read the file ({err.strerror or err})"
     except UnicodeDecodeError as err:
-        raise error(f"{path} is not UTF-8 text ({err.reason}). Fix: {fix}") from None
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise error(f"{path}, line {err.lineno}, column {err.colno}: invalid JSON ({err.msg}). "
-                    f"Fix: {fix}") from None
-    except RecursionError:  # nesting deeper than the interpreter's recursion limit
-        raise error(f"{path}: invalid JSON (nested too deeply to parse). Fix: {fix}") from None
-    if expect is not None and not isinstance(value, expect):
+        problem = f"not UTF-8 text ({err.reason})"
+    if problem is None:
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as err:
+            line, problem = err.lineno, f"invalid JSON at column {err.colno} ({err.msg})"
+        except RecursionError:  # nesting deeper than the interpreter's recursion limit
+            problem = "invalid JSON (nested too deeply to parse)"
+    if problem is None and expect is not None and not isinstance(value, expect):
         names = {dict: "an object", list: "an array", str: "a string"}
-        raise error(f"{path} holds a JSON {type(value).__name__}, not "
-                    f"{names.get(expect, expect.__name__)}. Fix: {fix}")
-    return value
+        problem = f"holds a JSON {type(value).__name__}, not {names.get(expect, expect.__name__)}"
+    if problem is None:
+        return value
+    if issubclass(error, DataFormatError):
+        raise error(path, line, problem, fix)
+    where = f"{path}, line {line}" if line is not None else str(path)
+    raise error(f"{where}: {problem}. Fix: {fix}")

@@ -329,8 +329,8 @@ def _resumed_run(run: RunDir, out_dir, dataset, options: dict
             f"cannot resume {run.path}: it {what}. Fix: pass the directory of a run started "
             f"by famekit train (it holds {TRAIN_ARGS_FILE})"
         )
-    described = run.dataset_description()
     config = run.train_config().resumed_with(options, run.path)
+    described = run.dataset_description()
     if isinstance(dataset, SeqDataset):
         check_fingerprint(dataset, described)
         return run, config, dataset, described

@@ -79,10 +79,10 @@ def test_an_edited_run_file_is_one_clear_error_naming_file_and_line(trained, tmp
     run, _ = trained
     copy = run.copy_to(tmp_path / "edited")
     (copy.path / runs.TRAIN_ARGS_FILE).write_text('{"kind": "fame",\n  oops}')
-    with pytest.raises(CheckpointError, match=r"train_args.json, line 2, column 3: invalid JSON"):
+    with pytest.raises(CheckpointError, match=r"train_args.json, line 2: invalid JSON at column 3"):
         copy.train_config()
     (copy.path / runs.TRAIN_ARGS_FILE).write_text("[1, 2]")
-    with pytest.raises(CheckpointError, match="holds a JSON list, not an object"):
+    with pytest.raises(CheckpointError, match="train_args.json: holds a JSON list, not an object"):
         copy.train_args()
     (copy.path / runs.TRAIN_ARGS_FILE).write_text(json.dumps({"dataset": {"name": "mine"}}))
     with pytest.raises(CheckpointError, match="lacks kind, epochs"):
@@ -112,7 +112,7 @@ def test_one_rule_for_where_runs_live(tmp_path, monkeypatch):
 
 def test_read_json_has_one_error_policy(tmp_path):
     path = tmp_path / "x.json"
-    with pytest.raises(CheckpointError, match="x.json is missing. Fix: restore it"):
+    with pytest.raises(CheckpointError, match="x.json: the file is missing. Fix: restore it"):
         read_json(path, fix="restore it")
     path.write_bytes(b"\xff\xfe")
     with pytest.raises(ParameterError, match="not UTF-8"):

@@ -7,7 +7,6 @@ Inputs are the files ``benchmarks/reproduce.py`` and ``benchmarks/speed.py`` wri
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from famekit.errors import DataFormatError, ParameterError
 from famekit.figures.checks import read_csv_file, require_frame
 from famekit.figures.style import apply_style, legend_below
 from famekit.figures.training import FALLBACK_COLORS, MODEL_COLORS
+from famekit.fileio import read_json
 
 __all__ = ["model_label", "ratio_bar", "read_benchmarks", "results_bar", "speed_bars",
            "time_to_quality_curves"]
@@ -51,11 +51,7 @@ def read_benchmarks(folder) -> tuple[pd.DataFrame, dict | None]:
     speed_path = folder / "speed.json"
     speed = None
     if speed_path.is_file():
-        try:
-            speed = json.loads(speed_path.read_text())
-        except ValueError as err:
-            raise DataFormatError(speed_path, None, f"is not JSON ({err})",
-                                  "re-run benchmarks/speed.py") from err
+        speed = read_json(speed_path, fix="re-run benchmarks/speed.py", error=DataFormatError)
     return results, speed
 
 
