@@ -63,10 +63,12 @@ from famekit.runs import (
     load_described_dataset,
     run_status,
 )
-from famekit.train_config import SELECTION_METRIC, TrainConfig
+from famekit.train_config import LOSS_WEIGHTINGS, SELECTION_METRIC, TrainConfig  # noqa: F401
 from famekit.validation import check_int
 
 __all__ = [
+    "DEFAULT_EPOCHS",
+    "DEFAULT_PATIENCE",
     "SELECTION_METRIC",
     "EarlyStopping",
     "TrainConfig",
@@ -82,8 +84,11 @@ __all__ = [
     "usable_cores",
 ]
 
-# Kept for code written against the first version: the run layer owns these now.
+# Kept for code written against the first version: the run layer and the configuration own
+# these now (the values are read from TrainConfig, not written again here).
 load_dataset_of = load_described_dataset
+DEFAULT_EPOCHS = TrainConfig().epochs
+DEFAULT_PATIENCE = TrainConfig().patience
 
 
 @dataclass
