@@ -38,7 +38,7 @@ def pad_left(sequences: Sequence[np.ndarray], max_len: int, width: int | None = 
 def next_item_pairs(sequence: np.ndarray, max_len: int) -> tuple[np.ndarray, np.ndarray]:
     """(inputs, targets) of one training sequence: ``s[:-1]`` predicts ``s[1:]``, last ``max_len``.
 
-    Every position of the input predicts the item that follows it (spec §4), so a sequence of
+    Every position of the input predicts the item that follows it (docs/fame-spec.md §4), so a sequence of
     length L gives L - 1 training targets; both halves keep their last ``max_len`` items so that
     position ``t`` of ``inputs`` is always followed by position ``t`` of ``targets``.
     """
@@ -59,7 +59,7 @@ def bucketed_batches(
     (so equal lengths are shuffled and neighbouring lengths mix a little from epoch to epoch),
     cut into consecutive chunks of ``batch_size`` and the chunks are shuffled. A batch of rows
     of similar length trims to a narrow width: with Beauty's short sequences this is what
-    brings a padded [256, 50] batch (89 % padding) down to a few columns (spec §4).
+    brings a padded [256, 50] batch (89 % padding) down to a few columns (docs/fame-spec.md §4).
 
     A final chunk with fewer than ``min_rows`` rows is merged into the one before it (the
     distributed loop needs one row per rank). Returns a list of int64 index arrays.

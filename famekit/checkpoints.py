@@ -1,4 +1,4 @@
-"""Run directories: safe, atomic checkpoints of models and training state (spec §7).
+"""Run directories: safe, atomic checkpoints of models and training state (docs/fame-spec.md §7).
 
 A run directory holds::
 

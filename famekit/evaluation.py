@@ -1,4 +1,5 @@
-"""Full-ranking leave-one-out evaluation (spec §5): the protocol behind every number famekit reports.
+"""Full-ranking leave-one-out evaluation (docs/fame-spec.md §5), the protocol behind every
+number famekit reports.
 
 For every user with at least three items, the model scores *all* items as the next item after
 the user's input sequence (validation: the training sequence; test: everything but the last
@@ -135,7 +136,7 @@ def target_ranks(
     """
     scores = scores.float()                                               # [B, V+1]
     # NaN compares false with everything, which would rank a NaN target first. Only a batch
-    # holding NaN/inf pays for the cleaned copy (one more [B, V+1] float: memory, spec §5).
+    # holding NaN/inf pays for the cleaned copy (one more [B, V+1] float: memory, docs/fame-spec.md §5).
     if not bool(torch.isfinite(scores).all()):
         scores = torch.nan_to_num(scores, nan=-math.inf)
     target_col = targets.view(-1, 1)                                      # [B, 1]

@@ -1,4 +1,4 @@
-"""Run directories (spec §7): atomic writes, safetensors + JSON round trips, and every way a
+"""Run directories (docs/fame-spec.md §7): atomic writes, safetensors + JSON round trips, and every way a
 checkpoint can be wrong, including pickles that must never be executed."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Full-ranking evaluation (spec §5) and the popularity baseline.
+"""Full-ranking evaluation (docs/fame-spec.md §5) and the popularity baseline.
 
 Toy scorers stand in for models where a hand-computed answer is needed: their scores are small
 integers, so float arithmetic is exact and every rank below can be worked out on paper.
