@@ -1,7 +1,8 @@
 """Training and evaluation cost of FAME vs SASRec: epoch time, their ratio, eval time, memory.
 
-Targets (the speed goals set for the first version, on Beauty): FAME epoch <= 1.2x SASRec's, full-ranking evaluation of every
-user <= 3 s per model, peak memory <= 2.5 GB while training and <= 1.5 GB while evaluating.
+Targets (the first version's speed goals, on Beauty): FAME epoch <= 1.2x SASRec's, full-ranking
+evaluation of every user <= 3 s per model, peak memory <= 2.5 GB while training and <= 1.5 GB
+while evaluating.
 
 Each measurement runs in a fresh Python process so that its peak resident memory
 (``getrusage().ru_maxrss``: interpreter + torch + data + the phase itself) belongs to that
