@@ -51,6 +51,7 @@ __all__ = [
     "bundle_runs",
     "read_status",
     "default_notebooks_dir",
+    "script_json",
     "find_notebooks",
     "generate_benchmark_report",
     "generate_reports",
@@ -111,10 +112,22 @@ def find_notebooks(notebooks_dir) -> list[Path]:
 
 
 # ------------------------------------------------------------------------------- HTML
+# Inside <script> the HTML parser still looks for "</script" and "<!--" (which swallows the rest
+# of the page), and U+2028/9 end a line in older JavaScript: JSON there escapes all of them.
+_SCRIPT_JSON_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
+                        "\u2028": "\\u2028", "\u2029": "\\u2029"}
+_SCRIPT_JSON_UNSAFE = re.compile("[<>&\u2028\u2029]")
+
+
+def script_json(value) -> str:
+    """``value`` as JSON that is safe to place inside an HTML ``<script>`` element."""
+    return _SCRIPT_JSON_UNSAFE.sub(lambda m: _SCRIPT_JSON_ESCAPES[m.group()], json.dumps(value))
+
+
 def _plotly_html(figure_json: dict) -> str:
     """A div + script drawing one figure with the page's shared plotly.js."""
     div = f"plot-{uuid.uuid4().hex[:12]}"
-    payload = json.dumps(figure_json).replace("</", "<\\/")
+    payload = script_json(figure_json)
     return (
         f'<div id="{div}" class="plotly-graph-div" style="width:100%;height:100%;"></div>'
         f"<script>(function(){{var f={payload};"
@@ -533,35 +546,60 @@ def write_index(out) -> Path:
     return out / "index.html"
 
 
+def _text(value) -> str:
+    """Any value read from a status file, as escaped HTML text."""
+    return html.escape(str(value))
+
+
+def _number(value, spec: str, missing: str = "-") -> str:
+    return format(value, spec) if isinstance(value, (int, float)) and not isinstance(
+        value, bool) else (missing if value is None else _text(value))
+
+
+def _href(value) -> str | None:
+    """A link from a status file: a relative path without a scheme (``javascript:``,
+    ``http:``), escaped for an attribute; None for anything else."""
+    if not isinstance(value, str) or not value or ":" in value or value[0] in "/\\" \
+            or any(ord(c) < 32 or c.isspace() and c != " " for c in value):
+        return None
+    return html.escape(value)
+
+
 def _index_section(status: dict) -> str:
-    esc = html.escape
+    esc = _text
     rows = []
-    for nb in status.get("notebooks", []):
+    notebooks = status.get("notebooks")
+    for nb in notebooks if isinstance(notebooks, list) else []:
+        if not isinstance(nb, dict):
+            continue
         links = []
-        if nb.get("html") and nb["status"] == "ok":
-            links.append(f"<a href='{esc(nb['html'])}'>HTML</a>")
-        if nb.get("ipynb") and nb["status"] == "ok":
-            links.append(f"<a href='{esc(nb['ipynb'])}'>notebook</a>")
+        ok = nb.get("status") == "ok"
+        if ok and _href(nb.get("html")):
+            links.append(f"<a href='{_href(nb['html'])}'>HTML</a>")
+        if ok and _href(nb.get("ipynb")):
+            links.append(f"<a href='{_href(nb['ipynb'])}'>notebook</a>")
         error = f"<div class='err'>{esc(nb['error'])}</div>" if nb.get("error") else ""
         rows.append(
-            f"<tr><td>{esc(nb['name'])}</td><td class='{esc(nb['status'])}'>{esc(nb['status'])}"
-            f"{error}</td><td>{' · '.join(links)}</td><td>{nb['seconds']:.1f} s</td></tr>"
+            f"<tr><td>{esc(nb.get('name', '?'))}</td><td class='{esc(nb.get('status'))}'>"
+            f"{esc(nb.get('status'))}{error}</td><td>{' · '.join(links)}</td>"
+            f"<td>{_number(nb.get('seconds'), '.1f', '?')} s</td></tr>"
         )
     metric_rows = []
     names = ["HR@10", "NDCG@10", "HR@20", "NDCG@20", "MRR"]
-    for kind, m in status.get("metrics", {}).items():
-        cells = "".join(
-            f"<td>{m[n]:.4f}</td>" if isinstance(m.get(n), (int, float)) else "<td>-</td>"
-            for n in names)
-        metric_rows.append(f"<tr><td>{esc(kind)}</td>{cells}<td>{m.get('best_epoch')}</td></tr>")
+    metrics = status.get("metrics")
+    for kind, m in (metrics.items() if isinstance(metrics, dict) else ()):
+        if not isinstance(m, dict):
+            continue
+        cells = "".join(f"<td>{_number(m.get(n), '.4f')}</td>" for n in names)
+        metric_rows.append(f"<tr><td>{esc(kind)}</td>{cells}<td>{esc(m.get('best_epoch'))}</td>"
+                           "</tr>")
     header = "".join(f"<th>{n}</th>" for n in names)
     return (
         f"<h2>{esc(status.get('dataset', '?'))}</h2>"
         f"<p class='muted'>generated {esc(status.get('generated_at', '?'))} in "
-        f"{status.get('seconds', 0)} s</p>"
+        f"{esc(status.get('seconds', 0))} s</p>"
         "<table><tr><th>notebook</th><th>status</th><th>open</th><th>time</th></tr>"
         f"{''.join(rows)}</table>"
         + ("<table><tr><th>test metrics</th>" + header + "<th>best epoch</th></tr>"
            f"{''.join(metric_rows)}</table>" if metric_rows else "")
     )
-

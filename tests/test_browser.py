@@ -185,3 +185,48 @@ def test_explorer_in_jupyterlab_reacts_to_the_user_slider(browser, jupyterlab):
     assert routing_after != routing_before, "the routing heatmap did not change"
     assert gates_after != gates_before, "the gate chart did not change"
     page.close()
+
+
+def test_injected_payloads_neither_run_nor_blank_the_page(browser, tmp_path):
+    """Run files and item titles carrying markup: nothing executes, every figure and the text
+    after them still renders (an unescaped ``<!--<script>`` used to swallow the rest)."""
+    import json
+
+    import nbformat
+
+    from famekit.report import _install_plotly_js, notebook_to_html, write_index
+
+    payload = "<img src=x onerror='window.__pwned=1'><script>window.__pwned=2</script>"
+    titles = ["<!--<script>" + payload, "</script>" + payload + "\u2028", "plain"]
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("fig", outputs=[nbformat.v4.new_output(
+        "display_data", data={"application/vnd.plotly.v1+json": {
+            "data": [{"type": "bar", "x": [t], "y": [1]}], "layout": {"title": {"text": t}}}})])
+        for t in titles] + [nbformat.v4.new_markdown_cell("END-OF-PAGE")]
+    (tmp_path / "synthetic").mkdir()
+    plotly_src = "../" + _install_plotly_js(tmp_path)
+    page_file = tmp_path / "synthetic" / "01_overview.html"
+    page_file.write_text(notebook_to_html(nb, plotly_src, "synthetic - " + payload))
+    (tmp_path / "synthetic" / "report.json").write_text(json.dumps({
+        "dataset": payload, "generated_at": payload, "seconds": payload, "parameters": {},
+        "metrics": {payload: {"best_epoch": payload, "NDCG@10": payload}},
+        "notebooks": [{"name": payload, "status": "ok", "seconds": 1.0,
+                       "html": "synthetic/01_overview.html", "ipynb": "javascript:alert(1)"}]}))
+    index = write_index(tmp_path)
+
+    page, blocked = _offline_page(browser)
+    dialogs = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(index.as_uri())
+    assert page.evaluate("window.__pwned") is None, "a payload in report.json ran"
+    assert payload in page.inner_text("body"), "the payload is not shown as text"
+    assert page.locator("a[href^='javascript']").count() == 0
+    page.goto(page_file.as_uri())
+    page.wait_for_selector(".js-plotly-plot .main-svg", timeout=30_000)
+    page.wait_for_function(
+        "document.querySelectorAll('.js-plotly-plot .main-svg').length >= 3", timeout=30_000)
+    assert page.evaluate("window.__pwned") is None, "a payload in a figure ran"
+    assert page.get_by_text("END-OF-PAGE").is_visible(), "the page after the figures is blank"
+    assert page.locator(".js-plotly-plot").count() == len(titles)
+    assert not dialogs and not blocked, (dialogs, blocked)
+    page.close()

@@ -735,3 +735,151 @@ def test_command_line(case: CliCase, tmp_path, trained_run, mirror_env):
     assert lines[0] == "famekit: error: " + " ".join(str(info.value).split())
     if case.check is not None:
         case.check(tmp_path)
+
+
+# ================================================================ round 2: HTML written by famekit
+# Every value that reaches a page (run files, report.json, metadata titles in figures, notebook
+# parameters) is escaped for where it lands: text, an attribute, a link, or JSON in a <script>.
+XSS = "<img src=x onerror=alert(1)>"
+SWALLOW = "<!--<script>"  # unescaped in a <script>, this hides the rest of the page
+JSONISH = "</script><script>alert(1)</script>&\u2028\u2029"
+
+
+class _PageScan:
+    """What an HTML page would do when opened: its tags, attributes and scripts."""
+
+    def __init__(self, page: str):
+        from html.parser import HTMLParser
+
+        self.tags, self.attrs, self.scripts = [], [], []
+        scan = self
+
+        class Parser(HTMLParser):
+            def handle_starttag(self, tag, attrs):
+                scan.tags.append(tag)
+                scan.attrs += [(tag, k, v or "") for k, v in attrs]
+
+            def handle_data(self, data):
+                if self.lasttag == "script":
+                    scan.scripts.append(data)
+
+        Parser(convert_charrefs=True).feed(page)
+
+
+def _harmless(page: str, scripts: int = 0) -> None:
+    """No injected element or handler, no scheme in a link, no markup inside a script."""
+    scan = _PageScan(page)
+    assert "img" not in scan.tags, "an injected element was parsed"
+    assert not [a for a in scan.attrs if a[1].startswith("on")], "an event handler was parsed"
+    assert not [a for a in scan.attrs if a[1] == "href" and ":" in a[2]], "a link has a scheme"
+    assert scan.tags.count("script") == scripts, scan.tags.count("script")
+    for body in (b for b in scan.scripts if "var f=" in b):  # famekit's figure scripts
+        assert "<" not in body and "\u2028" not in body and "\u2029" not in body, body[:200]
+
+
+def _index_with(**fields):
+    """write_index over one report.json whose fields (top level, notebook or metrics) are
+    replaced by hostile values; returns the page."""
+
+    def act(tmp: Path, ctx):
+        from famekit.report import write_index
+
+        status = {"dataset": "synthetic", "generated_at": "2026-12-01T00:00:00+00:00",
+                  "seconds": 1.0, "parameters": {},
+                  "metrics": {"fame": {"run_dir": "runs/x", "best_epoch": 3, "NDCG@10": 0.1}},
+                  "notebooks": [{"name": "01_overview", "status": "ok", "seconds": 2.0,
+                                 "ipynb": "synthetic/01_overview.ipynb",
+                                 "html": "synthetic/01_overview.html", "error": None}]}
+        for key, value in fields.items():
+            where, _, name = key.partition("__")
+            target = {"top": status, "nb": status["notebooks"][0],
+                      "metric": status["metrics"]["fame"]}[where]
+            if where == "metric" and name == "kind":
+                status["metrics"] = {value: status["metrics"]["fame"]}
+            else:
+                target[name] = value
+        (tmp / "synthetic").mkdir()
+        (tmp / "synthetic" / "report.json").write_text(json.dumps(status))
+        return write_index(tmp).read_text()
+
+    return act
+
+
+def _figure_page(*texts: str, title: str = "synthetic - 01"):
+    """A notebook whose figures carry ``texts`` (as item titles would), rendered to HTML."""
+
+    def act(tmp: Path, ctx):
+        import nbformat
+
+        from famekit.report import notebook_to_html
+
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell("fig", outputs=[nbformat.v4.new_output(
+            "display_data", data={"application/vnd.plotly.v1+json": {
+                "data": [{"type": "bar", "x": [text], "y": [1], "hovertext": [text]}],
+                "layout": {"title": {"text": text}}}})]) for text in texts]
+        return notebook_to_html(nb, "../assets/plotly.min.js", title)
+
+    return act
+
+
+def _page_is_harmless(scripts: int):
+    return lambda page, tmp: _harmless(page, scripts)
+
+
+def _figures_round_trip(*texts: str):
+    """Each figure's JSON, read back by a JSON parser, holds exactly the text it was given."""
+
+    def check(page: str, tmp: Path) -> None:
+        plain = _figure_page(*["x"] * len(texts))(tmp, None)  # nbconvert's own scripts
+        _harmless(page, scripts=_PageScan(plain).tags.count("script"))
+        bodies = [b for b in _PageScan(page).scripts if "var f=" in b]
+        assert len(bodies) == len(texts)
+        for body, text in zip(bodies, texts):
+            payload = body.split("var f=", 1)[1].split(";Plotly.newPlot", 1)[0]
+            assert json.loads(payload)["layout"]["title"]["text"] == text
+
+    return check
+
+
+HTML_CASES = [
+    Case("index-best-epoch-markup", _index_with(metric__best_epoch=XSS), None,
+         check=_page_is_harmless(0)),
+    Case("index-seconds-markup", _index_with(top__seconds=XSS), None, check=_page_is_harmless(0)),
+    Case("index-dataset-markup", _index_with(top__dataset=XSS), None, check=_page_is_harmless(0)),
+    Case("index-generated-at-markup", _index_with(top__generated_at=XSS), None,
+         check=_page_is_harmless(0)),
+    Case("index-metric-kind-markup", _index_with(metric__kind=XSS), None,
+         check=_page_is_harmless(0)),
+    Case("index-metric-value-markup", _index_with(**{"metric__NDCG@10": XSS}), None,
+         check=_page_is_harmless(0)),
+    Case("index-notebook-name-markup", _index_with(nb__name=XSS), None,
+         check=_page_is_harmless(0)),
+    Case("index-status-breaks-attribute", _index_with(nb__status="ok' onmouseover='alert(1)"),
+         None, check=_page_is_harmless(0)),
+    Case("index-error-markup", _index_with(nb__status="failed", nb__error=XSS), None,
+         check=_page_is_harmless(0)),
+    Case("index-notebook-seconds-not-a-number", _index_with(nb__seconds=XSS), None,
+         check=_page_is_harmless(0)),
+    Case("index-link-javascript-scheme", _index_with(nb__html="javascript:alert(1)"), None,
+         check=_page_is_harmless(0)),
+    Case("index-link-breaks-attribute", _index_with(nb__ipynb="x' onclick='alert(1)"), None,
+         check=_page_is_harmless(0)),
+    Case("index-link-other-site", _index_with(nb__html="//evil.example/x.html"), None,
+         check=lambda page, tmp: "evil.example" not in page),
+    Case("index-entries-of-wrong-types", _index_with(top__notebooks=[1, None, "x"],
+                                                     top__metrics=[XSS]), None,
+         check=_page_is_harmless(0)),
+    Case("figure-title-opens-a-comment", _figure_page(SWALLOW, "after"), None,
+         check=_figures_round_trip(SWALLOW, "after")),
+    Case("figure-title-closes-the-script", _figure_page(JSONISH), None,
+         check=_figures_round_trip(JSONISH)),
+    Case("figure-title-markup", _figure_page(XSS), None, check=_figures_round_trip(XSS)),
+    Case("page-title-markup", _figure_page("x", title=XSS), None,
+         check=_figures_round_trip("x")),
+]
+
+
+@pytest.mark.parametrize("case", HTML_CASES, ids=_ids(HTML_CASES))
+def test_html_is_escaped_for_its_context(case: Case, tmp_path):
+    _expect(case, tmp_path)
