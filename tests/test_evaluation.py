@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import torch
+from worlds import random_dataset
 
 from famekit.baselines import Popularity
 from famekit.datasets import SeqDataset
@@ -176,9 +177,7 @@ def test_evaluate_valid_split_uses_training_sequence_as_input():
 
 
 def _random_dataset(n_users=60, n_items=40, seed=3) -> SeqDataset:
-    rng = np.random.default_rng(seed)
-    seqs = [rng.integers(1, n_items + 1, size=rng.integers(3, 25)) for _ in range(n_users)]
-    return SeqDataset.from_sequences("random", seqs, n_items=n_items)
+    return random_dataset("random", n_users, n_items, longest=25, seed=seed)
 
 
 def test_metrics_identical_whatever_the_batch_size():

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from worlds import random_dataset
 
 from famekit import training
 from famekit.batching import NextItemBatches, bucketed_batches, next_item_pairs
@@ -21,9 +22,7 @@ TINY_MODEL = {"d_model": 16, "n_heads": 2, "n_experts": 2, "n_layers": 2}
 
 
 def tiny_dataset(n_users: int = 90, n_items: int = 50, seed: int = 0) -> SeqDataset:
-    rng = np.random.default_rng(seed)
-    sequences = [rng.integers(1, n_items + 1, size=rng.integers(3, 14)) for _ in range(n_users)]
-    return SeqDataset.from_sequences("tiny", sequences, n_items=n_items)
+    return random_dataset("tiny", n_users, n_items, longest=14, seed=seed)
 
 
 def tiny_train(dataset, out_dir, **overrides) -> TrainResult:
