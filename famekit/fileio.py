@@ -8,9 +8,13 @@ always gives the same kind of message (file, line and column, and the fix).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+import stat
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +22,8 @@ import numpy as np
 
 from famekit.errors import CheckpointError, DataFormatError, FamekitError
 
-__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text", "read_json"]
+__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text", "exclusive_lock",
+           "read_json"]
 
 
 
@@ -31,7 +36,8 @@ def _current_umask() -> int:
 _UMASK = _current_umask()  # read once at import: os.umask can only be read by setting it
 
 
-def atomic_write_bytes(path, data: bytes, error: type[FamekitError] = CheckpointError) -> Path:
+def atomic_write_bytes(path, data: bytes, error: type[FamekitError] = CheckpointError,
+                       fix: str | None = None) -> Path:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never half.
 
     The bytes go to a temporary file in the same directory (same filesystem, so the rename is
@@ -45,7 +51,7 @@ def atomic_write_bytes(path, data: bytes, error: type[FamekitError] = Checkpoint
         fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as err:
         raise error(
-            f"cannot write {path}: {err}. Fix: choose a directory you can write to"
+            f"cannot write {path}: {err}. Fix: {fix or 'choose a directory you can write to'}"
         ) from err
     try:
         # mkstemp creates the file 0600; give it the permissions a plain open() would
@@ -63,7 +69,8 @@ def atomic_write_bytes(path, data: bytes, error: type[FamekitError] = Checkpoint
             pass
         if isinstance(err, OSError):
             raise error(
-                f"cannot write {path}: {err}. Fix: free disk space or choose a writable directory"
+                f"cannot write {path}: {err}. Fix: "
+                f"{fix or 'free disk space or choose a writable directory'}"
             ) from err
         raise
     _fsync_directory(path.parent)
@@ -84,9 +91,9 @@ def _fsync_directory(directory: Path) -> None:
 
 
 def atomic_write_text(path, text: str, encoding: str = "utf-8",
-                      error: type[FamekitError] = CheckpointError) -> Path:
+                      error: type[FamekitError] = CheckpointError, fix: str | None = None) -> Path:
     """:func:`atomic_write_bytes` for text."""
-    return atomic_write_bytes(path, text.encode(encoding), error=error)
+    return atomic_write_bytes(path, text.encode(encoding), error=error, fix=fix)
 
 
 def _json_default(obj):
@@ -142,3 +149,58 @@ def read_json(path, *, fix: str, error: type[FamekitError] = CheckpointError,
         raise error(path, line, problem, fix)
     where = f"{path}, line {line}" if line is not None else str(path)
     raise error(f"{where}: {problem}. Fix: {fix}")
+
+
+# Lock files are the only files famekit opens in place (every other file is written to a fresh
+# temporary name and renamed): they must never follow a link planted there (a symlink committed
+# in a repository would make famekit truncate the file it points to), nor block on a FIFO.
+_LOCK_FLAGS = (os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+               | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
+
+
+def _open_lock_file(path: Path, error: type[FamekitError]) -> int:
+    try:
+        fd = os.open(path, _LOCK_FLAGS, 0o666)
+    except OSError as err:
+        if err.errno == errno.ELOOP or path.is_symlink():
+            raise error(f"{path} is a symbolic link; famekit never writes through a link (it "
+                        f"would overwrite the file the link points to). Fix: remove the link "
+                        f"(rm {path}) and run again") from None
+        raise error(f"cannot create the lock file {path} ({err.strerror or err}). Fix: choose "
+                    "a folder you can write to") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
+        os.close(fd)
+        what = "a hard link to another file" if stat.S_ISREG(info.st_mode) else "not a file"
+        raise error(f"{path} is {what}; famekit only locks with a file of its own. Fix: remove "
+                    f"it (rm {path}) and run again")
+    return fd
+
+
+@contextlib.contextmanager
+def exclusive_lock(path, busy: Callable[[str], FamekitError],
+                   error: type[FamekitError] = CheckpointError) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``path`` (created if missing) for the ``with`` block.
+
+    While another process holds it, raises ``busy(holder)`` (``holder``: what that process
+    wrote into the file, e.g. ``"pid 123"``). The lock is released when the process dies, so
+    a killed writer never leaves a folder locked. A link or a non-file at ``path`` is ``error``.
+    """
+    import fcntl
+
+    path = Path(path)
+    fd = _open_lock_file(path, error)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+            raise busy(holder or "another process") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)

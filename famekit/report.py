@@ -29,12 +29,13 @@ Guarantees:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import html
 import json
 import os
 import re
+import shutil
+import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -42,7 +43,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from famekit.errors import FamekitError, ParameterError
-from famekit.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from famekit.fileio import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    exclusive_lock,
+    read_json,
+)
 
 __all__ = [
     "NotebookResult",
@@ -191,40 +198,24 @@ def _strip_widget_state(nb) -> None:
 
 
 # ------------------------------------------------------------------------------- the run
-@contextlib.contextmanager
 def _lock(folder: Path):
-    import fcntl
-
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / ".lock"
-    handle = open(path, "a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "another process"
-        handle.close()
-        raise ReportBusyError(
+
+    def busy(holder: str) -> ReportBusyError:
+        return ReportBusyError(
             f"another famekit report ({holder}) is writing {folder}. Fix: wait for it to "
             "finish, or write elsewhere with --out"
-        ) from None
-    try:
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}")
-        handle.flush()
-        yield
-    finally:
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        handle.close()
+        )
+
+    return exclusive_lock(folder / ".lock", busy, error=ParameterError)
 
 
 def _check_writable(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{os.getpid()}"
-        probe.write_text("ok")
-        probe.unlink()
+        fd, probe = tempfile.mkstemp(dir=out, prefix=".write-test-")  # a fresh name: no link
+        os.close(fd)
+        os.unlink(probe)
     except OSError as e:
         raise ParameterError(
             f"cannot write reports to {out} ({e.strerror}). Fix: pass --out to a writable folder"
@@ -416,7 +407,10 @@ def _render_notebooks(notebooks: list[Path], folder: Path, out: Path, parameters
     for src in tqdm(notebooks, desc=f"report {title}", unit="notebook", disable=not progress):
         t0 = time.perf_counter()
         name = src.stem
-        running = folder / f".{name}.running.ipynb"
+        # papermill writes its output in place as it runs: into a folder made fresh for it
+        # (mkdtemp, mode 0700), never through a name that a link could already occupy.
+        scratch = Path(tempfile.mkdtemp(dir=folder, prefix=f".{name}."))
+        running = scratch / f".{name}.running.ipynb"
         declared = _declared_parameters(src)
         given = {k: v for k, v in parameters.items() if k in declared}
         try:
@@ -424,11 +418,12 @@ def _render_notebooks(notebooks: list[Path], folder: Path, out: Path, parameters
         except Exception as exc:  # papermill raises on any cell error or timeout
             if running.exists():
                 os.replace(running, folder / f"{name}.failed.ipynb")
+            shutil.rmtree(scratch, ignore_errors=True)
             results.append(NotebookResult(
                 name, "failed", time.perf_counter() - t0,
                 ipynb=_relative(folder / f"{name}.ipynb", out), error=_error_of(exc)))
             continue
-        running.unlink(missing_ok=True)
+        shutil.rmtree(scratch, ignore_errors=True)
         _strip_widget_state(nb)
         nb.metadata.setdefault("famekit", {}).update(parameters)
         html_text = share_head_styles(

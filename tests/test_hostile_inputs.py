@@ -883,3 +883,108 @@ HTML_CASES = [
 @pytest.mark.parametrize("case", HTML_CASES, ids=_ids(HTML_CASES))
 def test_html_is_escaped_for_its_context(case: Case, tmp_path):
     _expect(case, tmp_path)
+
+
+# ============================================================ round 2: files written through links
+VICTIM = b"a file famekit must never touch\n"
+
+
+def _victim(tmp: Path) -> Path:
+    victim = tmp / "victim.txt"
+    victim.write_bytes(VICTIM)
+    return victim
+
+
+def _victim_untouched(result, tmp: Path) -> None:
+    assert (tmp / "victim.txt").read_bytes() == VICTIM, "famekit wrote through a link"
+
+
+def _planted(kind: str, at: Path, tmp: Path) -> None:
+    """Put a link (or another non-file) where famekit will create a file of its own."""
+    at.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "symlink":
+        at.symlink_to(_victim(tmp))
+    elif kind == "dangling-symlink":
+        at.symlink_to(tmp / "created-through-the-link.txt")
+    elif kind == "hardlink":
+        os.link(_victim(tmp), at)
+    elif kind == "fifo":
+        os.mkfifo(at)
+    elif kind == "directory":
+        at.mkdir()
+
+
+def _report_lock_is(kind: str):
+    def act(tmp: Path, ctx):
+        from famekit import report
+
+        _planted(kind, tmp / "reports" / "synthetic" / ".lock", tmp)
+        return report.generate_reports("synthetic", out=tmp / "reports", progress=False)
+
+    return act
+
+
+def _nothing_through_links(error, tmp: Path) -> None:
+    if (tmp / "victim.txt").exists():
+        _victim_untouched(error, tmp)
+    assert not (tmp / "created-through-the-link.txt").exists(), "a link's target was created"
+    assert not list(tmp.glob("runs/*")), "work started although the lock was refused"
+
+
+def _write_probe_is_a_symlink(tmp: Path, ctx):
+    from famekit import report
+
+    _planted("symlink", tmp / "reports" / f".write-test-{os.getpid()}", tmp)
+    report._check_writable(tmp / "reports")
+    return tmp / "reports"
+
+
+def _running_notebook_is_a_symlink(tmp: Path, ctx):
+    """A link where the in-progress notebook used to be written; the notebook runs for real."""
+    import nbformat
+
+    from famekit import report
+
+    folder = tmp / "reports" / "synthetic"
+    _planted("symlink", folder / ".01_tiny.running.ipynb", tmp)
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x = 1 + 1")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    (tmp / "01_tiny.ipynb").write_text(nbformat.writes(nb))
+    return report._render_notebooks([tmp / "01_tiny.ipynb"], folder, tmp / "reports", {},
+                                    "../assets/plotly.min.js", "t", 120, False)
+
+
+def _rendered_without_the_link(results, tmp: Path) -> None:
+    _victim_untouched(results, tmp)
+    assert [r.status for r in results] == ["ok"], results
+    assert (tmp / "reports" / "synthetic" / "01_tiny.ipynb").is_file()
+    leftovers = [p.name for p in (tmp / "reports" / "synthetic").iterdir()
+                 if p.name.startswith(".01_tiny.") and not p.is_symlink()]
+    assert not leftovers, leftovers
+
+
+LINK_CASES = [
+    Case("report-lock-is-a-symlink", _report_lock_is("symlink"), ParameterError,
+         ("{tmp}/reports/synthetic/.lock", "symbolic link", "rm "), _nothing_through_links),
+    Case("report-lock-is-a-dangling-symlink", _report_lock_is("dangling-symlink"),
+         ParameterError, ("{tmp}/reports/synthetic/.lock", "symbolic link"),
+         _nothing_through_links),
+    Case("report-lock-is-a-hard-link", _report_lock_is("hardlink"), ParameterError,
+         ("{tmp}/reports/synthetic/.lock", "hard link"), _nothing_through_links),
+    Case("report-lock-is-a-fifo", _report_lock_is("fifo"), ParameterError,
+         ("{tmp}/reports/synthetic/.lock", "not a file"), _nothing_through_links),
+    Case("report-lock-is-a-directory", _report_lock_is("directory"), ParameterError,
+         ("{tmp}/reports/synthetic/.lock",), _nothing_through_links),
+    Case("report-write-probe-is-a-symlink", _write_probe_is_a_symlink, None,
+         check=_victim_untouched),
+    Case("report-running-notebook-is-a-symlink", _running_notebook_is_a_symlink, None,
+         check=_rendered_without_the_link),
+]
+
+
+@pytest.mark.parametrize("case", LINK_CASES, ids=_ids(LINK_CASES))
+def test_links_are_never_followed(case: Case, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAMEKIT_RUNS", str(tmp_path / "runs"))
+    _expect(case, tmp_path)
