@@ -48,6 +48,7 @@ from famekit import datasets
 from famekit.baselines import Popularity
 from famekit.checkpoints import atomic_write_json, atomic_write_text
 from famekit.evaluation import METRIC_NAMES, evaluate, metrics_from_ranks
+from famekit.runs import RunDir
 from famekit.training import run_status, train
 from famekit.workspace import RECIPES
 
@@ -140,7 +141,7 @@ def run_famekit(source, kind: str, seed: int, hyper: dict, run_dir: Path, args,
               patience=hyper["patience"], batch_size=hyper["batch_size"], lr=hyper["lr"],
               max_len=hyper["max_len"], device=args.device,
               loss_weighting=hyper.get("loss_weighting", "batch"), **common, **model_options)
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = RunDir(run_dir).metrics()
     history = metrics.get("history") or []
     return {"status": metrics.get("status"), "test": metrics.get("test") or {},
             "best_epoch": metrics.get("best_epoch"), "epochs": len(history),

@@ -38,9 +38,10 @@ def pad_left(sequences: Sequence[np.ndarray], max_len: int, width: int | None = 
 def next_item_pairs(sequence: np.ndarray, max_len: int) -> tuple[np.ndarray, np.ndarray]:
     """(inputs, targets) of one training sequence: ``s[:-1]`` predicts ``s[1:]``, last ``max_len``.
 
-    Every position of the input predicts the item that follows it (docs/fame-spec.md §4), so a sequence of
-    length L gives L - 1 training targets; both halves keep their last ``max_len`` items so that
-    position ``t`` of ``inputs`` is always followed by position ``t`` of ``targets``.
+    Every position of the input predicts the item that follows it (docs/fame-spec.md §4), so a
+    sequence of length L gives L - 1 training targets; both halves keep their last ``max_len``
+    items so that position ``t`` of ``inputs`` is always followed by position ``t`` of
+    ``targets``.
     """
     inputs, targets = sequence[:-1], sequence[1:]
     return inputs[-max_len:], targets[-max_len:]

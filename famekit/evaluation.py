@@ -136,7 +136,8 @@ def target_ranks(
     """
     scores = scores.float()                                               # [B, V+1]
     # NaN compares false with everything, which would rank a NaN target first. Only a batch
-    # holding NaN/inf pays for the cleaned copy (one more [B, V+1] float: memory, docs/fame-spec.md §5).
+    # holding NaN/inf pays for the cleaned copy (one more [B, V+1] float; memory:
+    # docs/fame-spec.md §5).
     if not bool(torch.isfinite(scores).all()):
         scores = torch.nan_to_num(scores, nan=-math.inf)
     target_col = targets.view(-1, 1)                                      # [B, 1]

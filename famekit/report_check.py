@@ -34,8 +34,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from famekit.errors import FamekitError, ParameterError
-from famekit.model import MODEL_KINDS
-from famekit.runs import RunDir, default_run_dir
 
 __all__ = ["CheckResult", "Difference", "Tolerances", "check_report", "compare_notebooks",
            "compare_text"]
@@ -286,6 +284,7 @@ def _environment(**values):
 def _bundled_runs(folder: Path, status: dict) -> dict[str, Path]:
     """kind -> bundled run directory, as recorded in report.json's metrics."""
     from famekit.report import RUNS_FOLDER
+    from famekit.runs import RunDir
 
     runs = {}
     for kind, metrics in (status.get("metrics") or {}).items():
@@ -306,6 +305,7 @@ def _dataset_changes(runs: dict) -> list[Difference]:
     """A difference per bundled run whose dataset this code no longer builds identically (a
     changed default of a world, a changed loader): every notebook would fail on it."""
     from famekit import datasets
+    from famekit.runs import RunDir
 
     found = []
     for kind, run_dir in runs.items():
@@ -335,6 +335,7 @@ def check_report(folder, notebooks_dir=None, retrain: bool = True, tol: Toleranc
     import nbformat
     from tqdm.auto import tqdm
 
+    from famekit.model import MODEL_KINDS
     from famekit.report import (
         _declared_parameters,
         _execute,
@@ -342,6 +343,7 @@ def check_report(folder, notebooks_dir=None, retrain: bool = True, tol: Toleranc
         find_notebooks,
         read_status,
     )
+    from famekit.runs import default_run_dir
 
     tol = tol or Tolerances()
     folder = Path(folder)
@@ -415,6 +417,8 @@ def check_report(folder, notebooks_dir=None, retrain: bool = True, tol: Toleranc
 
 
 def _summary_of(run_dir: Path) -> dict:
+    from famekit.runs import RunDir
+
     summary = RunDir(run_dir).summary()
     return {"NDCG@10": (summary.get("test") or {}).get("NDCG@10"),
             "best_epoch": summary.get("best_epoch")}

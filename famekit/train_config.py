@@ -8,7 +8,7 @@ per-dataset recipes of :mod:`famekit.workspace` override. Model shape options (`
 ones that differ from the model's defaults in ``model_options``.
 
 >>> config = TrainConfig(kind="sasrec", epochs=30)
->>> dataclasses.replace(config, patience=5)     # validated again
+>>> import dataclasses; dataclasses.replace(config, patience=5)   # validated again
 >>> config.with_options(d_model=32, lr=2e-3)   # training fields or model options by name
 """
 

@@ -139,8 +139,10 @@ class UserBatches:
         """Positions in the split of the requested dataset rows (one error for all misses)."""
         wanted = np.asarray(users if hasattr(users, "__len__") else list(users))
         if wanted.ndim != 1 or (wanted.size and not np.issubdtype(wanted.dtype, np.integer)):
-            raise ParameterError(f"users must be a list of dataset rows (whole numbers), got "
-                                 f"{wanted.dtype} values of shape {wanted.shape}. Fix: pass rows in 0..{self.dataset.n_users - 1}")
+            raise ParameterError(
+                f"users must be a list of dataset rows (whole numbers), got {wanted.dtype} "
+                f"values of shape {wanted.shape}. Fix: pass rows in "
+                f"0..{self.dataset.n_users - 1}")
         if not wanted.size:
             raise ParameterError(f"users is empty. Fix: pass some dataset rows, or users=None "
                                  f"for every user of split {self.split!r}")

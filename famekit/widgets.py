@@ -118,7 +118,8 @@ class UserExplorer:
         self.routing_widget = go.FigureWidget(figures["routing"])
         self.gate_bar_widget = go.FigureWidget(figures["gate_bar"])
         self.gates_widget = go.FigureWidget(figures["gates"])
-        self.history_html, self.topk_html = W.HTML(self._html("history")), W.HTML(self._html("topk"))
+        self.history_html = W.HTML(self._html("history"))
+        self.topk_html = W.HTML(self._html("topk"))
         for control, action in [
                 (self.user_slider, lambda i: self.select_user(int(self.users[int(i)]))),
                 (self.user_box, self.select_user), (self.position_slider, self.select_position),

@@ -12,6 +12,7 @@ is the tiny profile CI runs the notebooks with (a small world, a few epochs).
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -66,20 +67,21 @@ QUICK_RECIPE = Recipe(
 
 
 def recipe(dataset: str, quick: bool = False) -> Recipe:
-    """The recipe of a dataset's default runs (``quick``: the tiny CI profile, synthetic only)."""
+    """The recipe of a dataset's default runs (``quick``: the tiny CI profile, synthetic only);
+    a copy, so that changing it changes no later run."""
     if quick:
         if dataset != "synthetic":
             raise ParameterError(
                 f"quick=True only shrinks the synthetic world, not {dataset!r}. "
                 "Fix: use DATASET='synthetic' with QUICK, or QUICK=False"
             )
-        return QUICK_RECIPE
+        return copy.deepcopy(QUICK_RECIPE)
     if dataset not in RECIPES:
         raise ParameterError(
             f"no training recipe for dataset {dataset!r}. Fix: use one of {sorted(RECIPES)}, "
             "or train it yourself (famekit train) and pass RUN_DIR"
         )
-    return RECIPES[dataset]
+    return copy.deepcopy(RECIPES[dataset])
 
 
 def default_run(dataset: str, kind: str = "fame", seed: int = 0, quick: bool = False) -> Path:
@@ -95,11 +97,11 @@ def ensure_run(dataset: str = "synthetic", kind: str = "fame", seed: int = 0,
     """
     from famekit.training import train
 
-    chosen = recipe(dataset, quick)  # a dataset without a recipe is refused before anything
     run = RunDir.default(dataset, kind, seed, quick)
     status = run.status
     if status == "finished":
         return run.path
+    chosen = recipe(dataset, quick)
     if status == "running":
         train(resume=run.path, progress=progress)
     else:

@@ -9,7 +9,7 @@ import pytest
 
 from famekit.checkpoints import load_run, save_model
 from famekit.datasets import load as load_dataset
-from famekit.errors import CheckpointError, FamekitError, ParameterError
+from famekit.errors import FamekitError, ParameterError
 from famekit.model import ModelConfig, build_model
 from famekit.training import train
 from famekit.widgets import UserExplorer
@@ -122,14 +122,12 @@ def test_a_run_reloads_its_dataset_and_wrong_inputs_are_refused(run, world, tmp_
     assert explorer.dataset.fingerprint == world.fingerprint
     assert list(explorer.users) == [2, 5] and explorer.user == 2
 
-    # famekit.runs.dataset_for_run owns these checks: a dataset that does not match the run
-    # is a CheckpointError, as everywhere a run meets a dataset
     other = load_dataset("synthetic", **{**OPTIONS, "seed": 5})
-    with pytest.raises(CheckpointError, match="fingerprint"):
+    with pytest.raises(ParameterError, match="fingerprint"):
         UserExplorer(run, other)
     bare = tmp_path / "bare"  # no train_args.json: config.json names the data, not its options
     save_model(bare, run.model, dataset_name="synthetic", dataset_fingerprint=world.fingerprint)
-    with pytest.raises(CheckpointError, match="fingerprint"):
+    with pytest.raises(ParameterError, match="pass the dataset explicitly"):
         UserExplorer(load_run(bare))
     sasrec = build_model(ModelConfig(n_items=world.n_items, kind="sasrec", d_model=16))
     with pytest.raises(ParameterError, match="needs a FAME model"):

@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.client
-import io
 import json
 import os
 import tempfile
@@ -49,7 +48,7 @@ import pandas as pd
 
 from famekit.datasets.core import SeqDataset
 from famekit.errors import CacheError, ChecksumError, DataFormatError, DownloadError, ParameterError
-from famekit.fileio import atomic_write_bytes, atomic_write_text
+from famekit.fileio import atomic_write_text
 
 __all__ = [
     "CACHE_ENV",
@@ -74,6 +73,8 @@ __all__ = [
 ]
 
 CACHE_ENV = "FAMEKIT_CACHE"
+_CACHE_FIX = (f"free disk space, pass a writable cache_dir=..., or set {CACHE_ENV} to a writable "
+              "directory")
 MIRROR_ENV = "FAMEKIT_MIRROR"
 GITHUB_RAW = "https://raw.githubusercontent.com"
 
@@ -308,6 +309,10 @@ def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
+def _write_sidecar(path: Path, digest: str) -> None:
+    atomic_write_text(_sidecar(path), digest + "\n", error=CacheError, fix=_CACHE_FIX)
+
+
 def download(remote: RemoteFile, directory: str | os.PathLike, *, progress: bool = True,
              retries: int | None = None, backoff: float | None = None,
              timeout: float | None = None) -> Path:
@@ -347,7 +352,7 @@ def download(remote: RemoteFile, directory: str | os.PathLike, *, progress: bool
             if remote.is_zip:
                 check_zip(tmp, remote.members, shown)
             os.replace(tmp, target)
-        atomic_write_text(_sidecar(target), digest + "\n", error=CacheError)
+        _write_sidecar(target, digest)
         return target
     raise DownloadError(
         f"cannot download {shown} after {retries + 1} attempts ({last_problem}). Fix: check your "
@@ -362,12 +367,12 @@ def _verified_copy(remote: RemoteFile, target: Path) -> bool:
         if not _sidecar(target).exists():  # placed by hand: check it once, then record it
             if remote.is_zip:
                 check_zip(target, remote.members, str(target))
-            atomic_write_text(_sidecar(target), sha256_file(target) + "\n", error=CacheError)
+            _write_sidecar(target, sha256_file(target))
         return True
     digest = sha256_file(target)
     if digest == remote.sha256:
         if not _sidecar(target).exists():
-            atomic_write_text(_sidecar(target), digest + "\n", error=CacheError)
+            _write_sidecar(target, digest)
         return True
     # A corrupted or foreign file: drop it and download again.
     _unlink_quietly(target)
@@ -434,9 +439,12 @@ def save_processed(name: str, key: str, arrays: dict[str, np.ndarray], meta: dic
     payload = dict(arrays)
     payload["meta_json"] = np.frombuffer(json.dumps(meta, ensure_ascii=False).encode("utf-8"),
                                          dtype=np.uint8)
-    buffer = io.BytesIO()
-    np.savez(buffer, **payload)
-    atomic_write_bytes(path, buffer.getvalue(), error=CacheError)
+    # Streamed to a temporary file (not built in memory: a large dataset's arrays would be
+    # held twice), then renamed into place.
+    with _temporary_file(directory, path.name) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **payload)
+        os.replace(tmp, path)
     for stale in directory.glob(f"{name}-*.npz"):
         if stale != path and len(stale.stem) == len(path.stem):
             _unlink_quietly(stale)
