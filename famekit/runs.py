@@ -37,7 +37,14 @@ from typing import TYPE_CHECKING, Any
 from famekit import checkpoints
 from famekit.errors import CheckpointError, ParameterError
 from famekit.evaluation import METRIC_NAMES
-from famekit.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from famekit.fileio import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    exclusive_lock,
+    read_json,
+)
+from famekit.validation import check_int, check_name
 
 if TYPE_CHECKING:  # the dataset layer is imported when a dataset is loaded, not before
     from famekit.datasets import SeqDataset
@@ -61,6 +68,7 @@ TRAIN_STATE_TENSORS = checkpoints.TRAIN_STATE_TENSORS_FILE
 TRAIN_ARGS_FILE = "train_args.json"
 METRICS_CSV = "metrics.csv"
 METRICS_JSON = "metrics.json"
+LOCK_FILE = ".lock"  # held while a process trains into the folder (famekit.fileio.exclusive_lock)
 # Files a run writes; clearing a run removes exactly these (never anything else in the folder).
 RUN_FILES = (
     CONFIG_FILE,
@@ -89,6 +97,11 @@ def default_run_dir(dataset_name: str, kind: str = "fame", seed: int = 0,
                     quick: bool = False) -> Path:
     """Where the default run of a dataset, model kind and seed lives (the one rule)."""
     suffix = "-quick" if quick else ""
+    # names, never paths: "../x" must not reach outside the runs root
+    dataset_name = check_name("dataset", dataset_name, fix="pass a dataset name, or out_dir= "
+                              "(--out / RUN_DIR) for a folder of your choice")
+    kind = check_name("kind", kind)
+    seed = check_int("seed", seed, minimum=0)
     return runs_root() / f"{dataset_name}-{kind}-seed{seed}{suffix}"
 
 
@@ -291,7 +304,9 @@ class RunDir:
 
     # ------------------------------------------------------------------- writing
     def refuse_to_clobber(self, overwrite: bool) -> None:
-        """Refuse a directory that already holds a run, unless ``overwrite``."""
+        """Refuse a directory that already holds a run, or a non-empty folder that holds none
+        (:meth:`refuse_foreign`), unless ``overwrite``."""
+        self.refuse_foreign(overwrite)
         status = self.status
         if status is None or overwrite:
             return
@@ -305,6 +320,45 @@ class RunDir:
             f"resume={str(self.path)!r} (--resume {self.path}) or start over with "
             "overwrite=True (--overwrite)"
         )
+
+    def lock(self):
+        """A context manager holding this run's lock (``.lock``, never through a link): one
+        writer at a time; a second train or resume into the folder is refused while it runs."""
+        def busy(holder: str) -> CheckpointError:
+            return CheckpointError(
+                f"another famekit process ({holder}) is writing the run {self.path}. Fix: wait "
+                "for it to finish, or train into another --out")
+
+        return exclusive_lock(self.path / LOCK_FILE, busy)
+
+    def foreign_files(self) -> list[str]:
+        """Names in the folder that no famekit run explains: non-empty for a folder famekit
+        did not create (a run's own files and its lock are not foreign)."""
+        if not self.path.is_dir() or self.status is not None or self._is_saved_model():
+            return []
+        return sorted(p.name for p in self.path.iterdir() if p.name != LOCK_FILE)
+
+    def _is_saved_model(self) -> bool:
+        """config.json written by famekit.checkpoints.save_model (weights without a training)."""
+        if not (self.path / CONFIG_FILE).is_file():
+            return False
+        try:
+            meta = self.config()
+        except CheckpointError:
+            return False
+        return "format_version" in meta and "model_config" in meta
+
+    def refuse_foreign(self, overwrite: bool) -> None:
+        """Refuse a non-empty folder that holds no famekit run, unless ``overwrite``."""
+        found = self.foreign_files()
+        if found and not overwrite:
+            shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5
+                                            else "")
+            raise CheckpointError(
+                f"{self.path} is not empty and holds no famekit run ({shown}); famekit does "
+                "not write into a folder it did not create. Fix: choose a new or empty --out, "
+                "or pass overwrite=True (--overwrite) to write there anyway (famekit then "
+                "replaces only its own file names: " + ", ".join(RUN_FILES[:7]) + ")")
 
     def clear(self) -> None:
         """Remove the files a run writes (and nothing else in the folder)."""

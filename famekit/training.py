@@ -35,7 +35,7 @@ import inspect
 import math
 import os
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -269,22 +269,30 @@ def train(dataset: str | SeqDataset | None = None, config: TrainConfig | None = 
     ctx = distributed.setup(device)
     try:
         _set_threads(threads, ctx)
-        if resume is not None:
-            if config is not None:
-                raise ParameterError("config= cannot be given with resume=: the run's own "
-                                     "configuration is used. Fix: pass only epochs/patience")
-            run, config, data, described = _resumed_run(RunDir(resume), out_dir, dataset,
-                                                        options)
-        else:
-            run, config, data, described = _new_run(out_dir, dataset, dataset_options,
-                                                    (config or TrainConfig()), options)
-            # Every rank checks and creates (so that all raise together); rank 0 alone clears.
-            run.refuse_to_clobber(overwrite)
-            if ctx.is_main and run.status is not None:
-                run.clear()
-            run.create()
-            ctx.barrier()  # no rank looks at the folder again before rank 0 is done with it
-        return _fit(ctx, run, data, described, config, progress, resumed=resume is not None)
+        with ExitStack() as held:  # the run's lock, held by rank 0 until training ends
+            if resume is not None:
+                if config is not None:
+                    raise ParameterError("config= cannot be given with resume=: the run's own "
+                                         "configuration is used. Fix: pass only epochs/patience")
+                run, config, data, described = _resumed_run(RunDir(resume), out_dir, dataset,
+                                                            options)
+                if ctx.is_main:
+                    held.enter_context(run.lock())
+            else:
+                run, config, data, described = _new_run(out_dir, dataset, dataset_options,
+                                                        (config or TrainConfig()), options)
+                if ctx.is_main:  # one writer per folder; no lock file left in a foreign one
+                    run.refuse_foreign(overwrite)
+                    run.create()
+                    held.enter_context(run.lock())
+                # Every rank checks and creates (so that all raise together); rank 0 alone clears.
+                run.refuse_to_clobber(overwrite)
+                if ctx.is_main and run.status is not None:
+                    run.clear()
+                run.create()
+                ctx.barrier()  # no rank looks at the folder again before rank 0 is done with it
+            return _fit(ctx, run, data, described, config, progress,
+                        resumed=resume is not None)
     finally:
         distributed.teardown(ctx)
 

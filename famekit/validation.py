@@ -13,7 +13,8 @@ from collections.abc import Iterable
 
 from famekit.errors import ParameterError
 
-__all__ = ["check_choice", "check_int", "check_number", "is_whole_number", "is_real_number"]
+__all__ = ["check_choice", "check_int", "check_name", "check_number", "is_real_number",
+           "is_whole_number"]
 
 
 def is_whole_number(value) -> bool:
@@ -63,5 +64,18 @@ def check_choice(name: str, value, choices: Iterable[str], fix: str | None = Non
         raise ParameterError(
             f"{name}={value!r} is invalid. "
             f"Fix: {fix or 'use one of ' + ', '.join(repr(c) for c in choices)}"
+        )
+    return value
+
+
+def check_name(name: str, value, fix: str | None = None) -> str:
+    """``value`` when it is a plain name, usable as one component of a path: a non-empty string
+    without a path separator or control character that is not ``.``/``..`` and does not start
+    with a dot. A name is never a path: ``"../x"`` is refused, not resolved."""
+    if (not isinstance(value, str) or not value or value[0] == "." or "/" in value
+            or "\\" in value or any(ord(c) < 32 or ord(c) == 127 for c in value)):
+        raise ParameterError(
+            f"{name} must be a plain name (no '/', '\\', leading '.' or control characters), "
+            f"got {value!r}. Fix: {fix or f'pass {name} as a name such as synthetic'}"
         )
     return value

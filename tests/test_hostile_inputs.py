@@ -988,3 +988,135 @@ LINK_CASES = [
 def test_links_are_never_followed(case: Case, tmp_path, monkeypatch):
     monkeypatch.setenv("FAMEKIT_RUNS", str(tmp_path / "runs"))
     _expect(case, tmp_path)
+
+
+# ========================================================= round 2: run folders famekit did not make
+TINY_TRAINING = dict(epochs=1, d_model=16, n_heads=2, n_experts=2, max_len=8, batch_size=32,
+                     threads=1, progress=False)
+
+
+def _train_into(overwrite: bool = False, **files: bytes):
+    """train() into ``{tmp}/out`` after writing ``files`` there (names with '__' for '.')."""
+
+    def act(tmp: Path, ctx):
+        from famekit.training import train
+
+        out = tmp / "out"
+        out.mkdir()
+        for name, content in files.items():
+            (out / name.replace("__", ".")).write_bytes(content)
+        threads = torch.get_num_threads()
+        try:
+            return train(_tiny_dataset(), out_dir=out, overwrite=overwrite, **TINY_TRAINING)
+        finally:
+            torch.set_num_threads(threads)
+
+    return act
+
+
+def _untouched(**files: bytes):
+    def check(result, tmp: Path) -> None:
+        for name, content in files.items():
+            assert (tmp / "out" / name.replace("__", ".")).read_bytes() == content, name
+        if isinstance(result, FamekitError):
+            assert not (tmp / "out" / ".lock").exists(), "a lock file was left in the folder"
+
+    return check
+
+
+def _trained_keeping(name: str, content: bytes):
+    def check(result, tmp: Path) -> None:
+        assert (tmp / "out" / "metrics.json").is_file() and result.best_epoch == 1
+        assert (tmp / "out" / name).read_bytes() == content
+
+    return check
+
+
+def _while_locked(call: Callable[[Path], Any]):
+    """``call(run folder)`` while another writer holds the run's lock."""
+
+    def act(tmp: Path, ctx):
+        from famekit.runs import RunDir
+
+        run = ctx.copy_of_run(tmp)
+        threads = torch.get_num_threads()
+        try:
+            with RunDir(run).lock():
+                return call(run)
+        finally:
+            torch.set_num_threads(threads)
+
+    return act
+
+
+def _train_over(run: Path):
+    from famekit.training import train
+
+    return train(_tiny_dataset(), out_dir=run, overwrite=True, **TINY_TRAINING)
+
+
+def _resume(run: Path):
+    from famekit.training import train
+
+    return train(resume=run, epochs=2, progress=False)
+
+
+def _run_lock_is_a_symlink(tmp: Path, ctx):
+    from famekit.training import train
+
+    run = ctx.copy_of_run(tmp)
+    (run / ".lock").unlink(missing_ok=True)
+    _planted("symlink", run / ".lock", tmp)
+    return train(resume=run, epochs=2, progress=False)
+
+
+def _default_run(*args):
+    def act(tmp: Path, ctx):
+        from famekit.runs import default_run_dir
+
+        return default_run_dir(*args)
+
+    return act
+
+
+FOREIGN = b'{"learning_rate": 0.1, "not": "famekit"}'
+NOTES = b"my notes\n"
+
+RUN_FOLDER_CASES = [
+    Case("train-into-folder-with-foreign-config", _train_into(config__json=FOREIGN,
+                                                               metrics__csv=b"a,b\n1,2\n"),
+         CheckpointError, ("{tmp}/out", "not empty", "config.json", "--overwrite"),
+         _untouched(config__json=FOREIGN, metrics__csv=b"a,b\n1,2\n")),
+    Case("train-into-folder-with-other-files", _train_into(notes__txt=NOTES), CheckpointError,
+         ("{tmp}/out", "notes.txt", "new or empty --out"), _untouched(notes__txt=NOTES)),
+    Case("train-into-foreign-folder-when-told", _train_into(True, notes__txt=NOTES), None,
+         check=_trained_keeping("notes.txt", NOTES)),
+    Case("train-into-empty-existing-folder", _train_into(), None,
+         check=lambda r, tmp: r.best_epoch == 1 and (tmp / "out" / "model.safetensors").is_file()),
+    Case("train-while-another-writes-the-run", _while_locked(_train_over), CheckpointError,
+         ("{tmp}/run", f"pid {os.getpid()}", "another famekit process", "wait")),
+    Case("resume-while-another-writes-the-run", _while_locked(_resume), CheckpointError,
+         ("{tmp}/run", "another famekit process")),
+    Case("run-lock-is-a-symlink", _run_lock_is_a_symlink, CheckpointError,
+         ("{tmp}/run/.lock", "symbolic link"), _nothing_through_links),
+    Case("open-run-dataset-is-a-path", _open_run("../x"), ParameterError,
+         ("dataset", "'../x'", "plain name"), _nothing_trained),
+    Case("open-run-kind-is-a-path", _open_run("synthetic", None, 0, "../../etc"),
+         ParameterError, ("kind", "'../../etc'"), _nothing_trained),
+    Case("open-run-seed-is-a-string", _open_run("synthetic", None, "0/../../x"),
+         ParameterError, ("seed", "'0/../../x'"), _nothing_trained),
+    Case("default-run-absolute-name", _default_run("/etc/passwd"), ParameterError,
+         ("'/etc/passwd'",)),
+    Case("default-run-hidden-name", _default_run(".."), ParameterError, ("'..'",)),
+    Case("default-run-empty-name", _default_run(""), ParameterError, ("dataset", "''")),
+    Case("default-run-control-character", _default_run("synthetic\n"), ParameterError,
+         ("'synthetic\\n'",)),
+    Case("default-run-windows-separator", _default_run("a\\..\\b"), ParameterError,
+         ("dataset",)),
+]
+
+
+@pytest.mark.parametrize("case", RUN_FOLDER_CASES, ids=_ids(RUN_FOLDER_CASES))
+def test_run_folders_are_famekits_and_locked(case: Case, tmp_path, monkeypatch, trained_run):
+    monkeypatch.setenv("FAMEKIT_RUNS", str(tmp_path / "runs"))
+    _expect(case, tmp_path, trained_run)
