@@ -202,3 +202,35 @@ def test_recipes_are_overrides_of_the_configuration():
     assert quick.dataset_options["n_users"] == 400 and quick.config.epochs == 3
     with pytest.raises(ParameterError, match="only shrinks the synthetic world"):
         workspace.recipe("beauty", quick=True)
+
+
+# ------------------------------------------------------------------ the first version's calls
+def test_positional_options_and_none_keep_their_first_version_meaning(tmp_path):
+    dataset = tiny_files_dataset(tmp_path)
+    small = {k: v for k, v in TINY.items() if k not in ("kind", "epochs", "patience")}
+    # train(dataset, kind, out_dir, epochs, patience, ...) as before, and None = "not given"
+    result = train(dataset, "sasrec", tmp_path / "positional", 1, None, **small)
+    config = RunDir(result.run_dir).train_config()
+    assert (config.kind, config.epochs, config.patience) == ("sasrec", 1, TrainConfig().patience)
+    resumed = train(resume=result.run_dir, epochs=2, patience=None, progress=False)
+    assert len(resumed.history) == 2
+    with pytest.raises(ParameterError, match="given twice"):
+        train(dataset, "sasrec", kind="fame")
+
+
+def test_resume_keeps_the_version_that_started_the_run(tmp_path):
+    dataset = tiny_files_dataset(tmp_path)
+    train(dataset, out_dir=tmp_path / "run", **TINY)
+    path = tmp_path / "run" / runs.TRAIN_ARGS_FILE
+    path.write_text(json.dumps({**json.loads(path.read_text()), "famekit_version": "0.0.1"}))
+    train(resume=tmp_path / "run", epochs=2, progress=False)
+    assert RunDir(tmp_path / "run").train_args()["famekit_version"] == "0.0.1"
+
+
+def test_a_run_saved_without_train_args_asks_for_its_dataset(trained, tmp_path):
+    run, dataset = trained
+    copy = run.copy_to(tmp_path / "weights-only")
+    (copy.path / runs.TRAIN_ARGS_FILE).unlink()
+    with pytest.raises(CheckpointError, match="pass the dataset explicitly"):
+        copy.load_dataset()
+    assert copy.load(dataset=dataset).config.d_model == 16
