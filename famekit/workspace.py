@@ -102,6 +102,12 @@ def ensure_run(dataset: str = "synthetic", kind: str = "fame", seed: int = 0,
     if status == "finished":
         return run.path
     chosen = recipe(dataset, quick)
+    # Said before a notebook cell goes quiet for a while (notebooks train without bars).
+    print(f"famekit: {'resuming' if status == 'running' else 'training'} the default {kind} run "
+          f"of {dataset!r} in {run.path} ({'the quick profile' if quick else 'its recipe'}; "
+          f"up to {chosen.config.epochs} epochs). It is cached there for the next notebook; "
+          "set FAMEKIT_RUNS to keep runs elsewhere, or RUN_DIR to use a run you trained.",
+          flush=True)
     if status == "running":
         train(resume=run.path, progress=progress)
     else:

@@ -234,3 +234,13 @@ def test_a_run_saved_without_train_args_asks_for_its_dataset(trained, tmp_path):
     with pytest.raises(CheckpointError, match="pass the dataset explicitly"):
         copy.load_dataset()
     assert copy.load(dataset=dataset).config.d_model == 16
+
+
+def test_a_notebook_is_told_before_a_default_run_is_trained_in_its_cell(tmp_path, monkeypatch,
+                                                                      capsys):
+    monkeypatch.setenv("FAMEKIT_RUNS", str(tmp_path))
+    workspace.open_run("synthetic", quick=True, progress=False)
+    said = capsys.readouterr().out
+    assert "training the default fame run of 'synthetic'" in said and str(tmp_path) in said
+    workspace.open_run("synthetic", quick=True, progress=False)
+    assert capsys.readouterr().out == ""  # cached: nothing to say
