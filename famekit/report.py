@@ -50,6 +50,7 @@ from famekit.fileio import (
     exclusive_lock,
     read_json,
 )
+from famekit.validation import check_int, is_whole_number
 
 __all__ = [
     "NotebookResult",
@@ -115,7 +116,23 @@ def find_notebooks(notebooks_dir) -> list[Path]:
             f"no notebooks named NN_*.ipynb in {folder}. Fix: pass --notebooks pointing at "
             "famekit's notebooks/ folder"
         )
+    for path in found:  # all readable before any is run: no traceback half-way through
+        _read_notebook(path)
     return found
+
+
+def _read_notebook(path: Path):
+    """The notebook in ``path``, or a ParameterError naming it (not JSON, not a notebook)."""
+    import nbformat
+
+    try:
+        return nbformat.read(path, as_version=4)
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as err:
+        reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        raise ParameterError(
+            f"{path} is not a readable Jupyter notebook ({reason}). Fix: repair or remove it, "
+            "or pass --notebooks a folder of famekit's notebooks"
+        ) from None
 
 
 # ------------------------------------------------------------------------------- HTML
@@ -210,6 +227,12 @@ def _lock(folder: Path):
     return exclusive_lock(folder / ".lock", busy, error=ParameterError)
 
 
+def _check_timeout(timeout) -> int:
+    # papermill reads 0 or a negative timeout as "no limit": a typo must not disable it
+    return check_int("timeout", timeout, minimum=1,
+                     fix="pass --timeout SECONDS, at least 1 (the default is 900)")
+
+
 def _check_writable(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -286,9 +309,15 @@ def _relative_papermill_paths(nb, src: Path, dest: Path) -> None:
 
 
 def _declared_parameters(src: Path) -> set[str]:
-    import papermill
+    from papermill.inspection import _infer_parameters
+    from papermill.iorw import load_notebook_node
 
-    return set(papermill.inspect_notebook(str(src)))
+    _read_notebook(src)  # a clear error for a file that is no notebook
+    nb = load_notebook_node(str(src))  # papermill's reading (every cell gets its tags list)
+    if not nb.metadata.get("kernelspec"):  # famekit runs every notebook on python3 anyway
+        nb.metadata["kernelspec"] = {"name": "python3", "language": "python",
+                                     "display_name": "Python 3"}
+    return {p.name for p in _infer_parameters(nb)}
 
 
 def _error_of(exc: BaseException) -> str:
@@ -318,6 +347,7 @@ def generate_reports(
     """
     from famekit import datasets, workspace
 
+    timeout = _check_timeout(timeout)
     if dataset not in datasets.names():
         raise ParameterError(
             f"unknown dataset {dataset!r}. Fix: use one of {', '.join(datasets.names())}"
@@ -447,6 +477,7 @@ def generate_benchmark_report(out="reports", notebooks_dir=None, timeout: int = 
     ``benchmarks/reproduce.py`` and ``benchmarks/speed.py`` committed there) and add it to
     ``out/index.html``. Trains nothing: the benchmark runs take hours and are not re-run here.
     """
+    timeout = _check_timeout(timeout)
     out = Path(out).absolute()
     _check_writable(out)
     folder = out / BENCHMARKS
@@ -488,10 +519,32 @@ def read_status(folder: Path) -> dict:
     status = read_json(folder / STATUS_FILE, error=ParameterError,
                        fix="pass a folder written by famekit report (reports/<dataset>), or "
                            "regenerate it with famekit report")
-    if not isinstance(status.get("parameters"), dict):
-        raise ParameterError(f"{folder / STATUS_FILE} is not a famekit report status file. "
-                             "Fix: regenerate the report with famekit report")
+    problem = _status_problem(status)
+    if problem:
+        raise ParameterError(f"{folder / STATUS_FILE} is not a famekit report status file "
+                             f"({problem}). Fix: regenerate the report with famekit report")
     return status
+
+
+def _status_problem(status: dict) -> str | None:
+    """What is wrong with a report.json's shape (every reader may then index it freely)."""
+    parameters = status.get("parameters")
+    if not isinstance(parameters, dict):
+        return "no 'parameters' object"
+    for name, ok in (("DATASET", lambda v: isinstance(v, str)),
+                     ("SEED", lambda v: v is None or (is_whole_number(v) and v >= 0)),
+                     ("QUICK", lambda v: v is None or isinstance(v, bool)),
+                     ("RUN_DIR", lambda v: v is None or isinstance(v, str))):
+        if name in parameters and not ok(parameters[name]):
+            return f"parameter {name}={parameters[name]!r}"
+    notebooks = status.get("notebooks", [])
+    if not isinstance(notebooks, list) or not all(
+            isinstance(e, dict) and isinstance(e.get("name"), str) for e in notebooks):
+        return "'notebooks' is not a list of named entries"
+    metrics = status.get("metrics", {})
+    if not isinstance(metrics, dict) or not all(isinstance(m, dict) for m in metrics.values()):
+        return "'metrics' is not an object of objects"
+    return None
 
 
 def _previous_entries(folder: Path) -> list[dict]:

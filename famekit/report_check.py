@@ -337,6 +337,7 @@ def check_report(folder, notebooks_dir=None, retrain: bool = True, tol: Toleranc
 
     from famekit.model import MODEL_KINDS
     from famekit.report import (
+        _check_timeout,
         _declared_parameters,
         _execute,
         default_notebooks_dir,
@@ -346,6 +347,7 @@ def check_report(folder, notebooks_dir=None, retrain: bool = True, tol: Toleranc
     from famekit.runs import default_run_dir
 
     tol = tol or Tolerances()
+    timeout = _check_timeout(timeout)
     folder = Path(folder)
     status = read_status(folder)
     parameters = dict(status["parameters"])

@@ -323,6 +323,11 @@ def _new_run(out_dir, dataset, dataset_options, config: TrainConfig, options: di
     data, described = describe_dataset(DEFAULT_DATASET if dataset is None else dataset,
                                        dataset_options)
     config.model_config(data.n_items)
+    if not any(len(s) >= 2 for s in data.split().train_sequences()):
+        raise ParameterError(
+            f"dataset {data.name!r} has no user with >= 2 training items: leave-one-out keeps "
+            "each sequence's last item for test and the one before for validation, so a user "
+            "needs at least 4 items to train on. Fix: pass longer sequences")
     run = RunDir(out_dir if out_dir is not None
                  else default_run_dir(described["name"], config.kind, config.seed))
     return run, config, data, described

@@ -1120,3 +1120,143 @@ RUN_FOLDER_CASES = [
 def test_run_folders_are_famekits_and_locked(case: Case, tmp_path, monkeypatch, trained_run):
     monkeypatch.setenv("FAMEKIT_RUNS", str(tmp_path / "runs"))
     _expect(case, tmp_path, trained_run)
+
+
+# ====================================================== round 2: what the command line says back
+def _kernelless_parameters(tmp: Path, ctx):
+    """A notebook with a parameters cell and no kernelspec (famekit runs it on python3)."""
+    import nbformat
+
+    from famekit import report
+
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("SEED = 0")
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [cell]
+    (tmp / "01_x.ipynb").write_text(nbformat.writes(nb))
+    return report._declared_parameters(tmp / "01_x.ipynb")
+
+
+def _mirror_is(value: str):
+    def act(tmp: Path, ctx):
+        ctx.monkeypatch.setenv("FAMEKIT_MIRROR", value)
+        return fetch.download(_remote(), tmp / "cache", progress=False, retries=0)
+
+    return act
+
+
+def _status_file(text: str):
+    def act(tmp: Path, ctx):
+        from famekit import report
+
+        (tmp / "report.json").write_text(text)
+        return report.read_status(tmp)
+
+    return act
+
+
+def _report_timeout(value):
+    def act(tmp: Path, ctx):
+        from famekit import report
+
+        return report.generate_reports("synthetic", out=tmp / "reports", timeout=value,
+                                       progress=False)
+
+    return act
+
+
+def _synthetic(**options):
+    def act(tmp: Path, ctx):
+        from famekit.datasets import synthetic
+
+        return synthetic.generate(**options)
+
+    return act
+
+
+REPORT_JSON = "{tmp}/report.json"
+
+MESSAGE_CASES = [
+    Case("synthetic-seed-negative", _synthetic(seed=-1), ParameterError, ("seed=-1", ">= 0")),
+    Case("synthetic-seed-text", _synthetic(seed="abc"), ParameterError, ("seed='abc'",)),
+    Case("synthetic-noise-text", _synthetic(noise="high"), ParameterError,
+         ("noise='high'", "finite number")),
+    Case("synthetic-noise-nan", _synthetic(noise=float("nan")), ParameterError, ("noise=nan",)),
+    Case("synthetic-length-bool", _synthetic(min_length=True), ParameterError,
+         ("min_length=True",)),
+    Case("synthetic-switch-prob-list", _synthetic(switch_prob=[0.5]), ParameterError,
+         ("switch_prob=[0.5]",)),
+    Case("mirror-invalid-ipv6", _mirror_is("http://[::1"), ParameterError,
+         ("FAMEKIT_MIRROR", "'http://[::1'", "unset it")),
+    Case("mirror-port-not-a-number", _mirror_is("http://127.0.0.1:abc"), ParameterError,
+         ("FAMEKIT_MIRROR", "127.0.0.1:abc")),
+    Case("mirror-with-a-space", _mirror_is("http://a b"), ParameterError, ("FAMEKIT_MIRROR",)),
+    Case("mirror-without-host", _mirror_is("http://:8000"), ParameterError, ("FAMEKIT_MIRROR",)),
+    Case("report-timeout-zero", _report_timeout(0), ParameterError, ("timeout", "--timeout")),
+    Case("report-timeout-negative", _report_timeout(-5), ParameterError, ("timeout", "-5")),
+    Case("report-timeout-text", _report_timeout("900"), ParameterError, ("timeout", "'900'")),
+    Case("notebook-without-kernelspec", _kernelless_parameters, None,
+         check=lambda declared, tmp: declared == {"SEED"}),
+    Case("status-seed-not-a-number", _status_file('{"parameters": {"SEED": "x"}}'),
+         ParameterError, (REPORT_JSON, "SEED='x'", "regenerate")),
+    Case("status-notebooks-not-a-list", _status_file('{"parameters": {}, "notebooks": 5}'),
+         ParameterError, (REPORT_JSON, "notebooks")),
+    Case("status-metrics-not-objects", _status_file('{"parameters": {}, "metrics": {"a": 1}}'),
+         ParameterError, (REPORT_JSON, "metrics")),
+    Case("status-dataset-a-list", _status_file('{"parameters": {"DATASET": ["x"]}}'),
+         ParameterError, (REPORT_JSON, "DATASET")),
+    Case("user-id-above-the-item-limit", _files(b"70000000000 1 2 3 4\n2 4 3 2 1\n"), None,
+         check=lambda d, tmp: d.n_users == 2 and d.n_items == 4),
+    Case("user-id-above-int64", _files(b"9223372036854775808 1 2 3\n"), DataFormatError,
+         (SEQ, "line 1", "user id", "limit")),
+]
+
+
+@pytest.mark.parametrize("case", MESSAGE_CASES, ids=_ids(MESSAGE_CASES))
+def test_messages_say_what_is_wrong(case: Case, tmp_path, monkeypatch, mirror_env):
+    monkeypatch.setenv("FAMEKIT_RUNS", str(tmp_path / "runs"))
+    _expect(case, tmp_path, SimpleNamespace(mirror=mirror_env, monkeypatch=monkeypatch))
+
+
+def _notebook_file(content: bytes):
+    return lambda tmp, run: ((tmp / "nbs").mkdir(), (tmp / "nbs" / "01_x.ipynb")
+                             .write_bytes(content))
+
+
+SHORT_USERS = b"1 1 2 3\n2 4 5 6\n3 7 8 9\n"
+
+CLI_CASES_2 = [
+    CliCase("data-option-seed-negative", ("train", "--dataset", "synthetic", "--data-option",
+                                          "seed=-1", "--out", "{tmp}/r"),
+            ParameterError, ("seed=-1",)),
+    CliCase("data-option-seed-text", ("train", "--dataset", "synthetic", "--data-option",
+                                      "seed=abc", "--out", "{tmp}/r"),
+            ParameterError, ("seed='abc'",)),
+    CliCase("data-option-noise-text", ("train", "--dataset", "synthetic", "--data-option",
+                                       "noise=high", "--out", "{tmp}/r"),
+            ParameterError, ("noise='high'",)),
+    CliCase("report-timeout-zero", ("report", "--timeout", "0", "--out", "{tmp}/rep"),
+            ParameterError, ("timeout", "got 0")),
+    CliCase("report-notebook-not-json", ("report", "--notebooks", "{tmp}/nbs", "--out",
+                                         "{tmp}/rep"),
+            ParameterError, ("{tmp}/nbs/01_x.ipynb", "not a readable Jupyter notebook"),
+            setup=_notebook_file(b"{not json")),
+    CliCase("report-notebook-not-a-notebook", ("report", "--notebooks", "{tmp}/nbs", "--out",
+                                               "{tmp}/rep"),
+            ParameterError, ("{tmp}/nbs/01_x.ipynb",), setup=_notebook_file(b"[1, 2]")),
+    CliCase("users-all-too-short", ("train", "--sequences", "{tmp}/short.txt", "--epochs", "1",
+                                    "--out", "{tmp}/r", "--no-progress"),
+            ParameterError, ("no user with >= 2 training items", "at least 4 items"),
+            setup=_write("short.txt", SHORT_USERS)),
+    CliCase("train-into-a-foreign-folder", ("train", "--sequences", "{seq}", "--out",
+                                            "{tmp}/mine"),
+            CheckpointError, ("{tmp}/mine", "not empty", "--overwrite"),
+            setup=lambda tmp, run: ((tmp / "mine").mkdir(), (tmp / "mine" / "config.json")
+                                    .write_text("{}"))),
+]
+
+
+@pytest.mark.slow  # a fresh interpreter per case (~2-3 s each)
+@pytest.mark.parametrize("case", CLI_CASES_2, ids=_ids(CLI_CASES_2))
+def test_command_line_round_2(case: CliCase, tmp_path, trained_run, mirror_env):
+    test_command_line(case, tmp_path, trained_run, mirror_env)

@@ -167,8 +167,13 @@ def resolve_url(url: str) -> str:
     mirror = os.environ.get(MIRROR_ENV, "").strip()
     if not mirror:
         return url
-    base = urllib.parse.urlsplit(mirror)
-    if base.scheme not in ("http", "https") or not base.netloc:
+    try:
+        base = urllib.parse.urlsplit(mirror)
+        usable = base.scheme in ("http", "https") and bool(base.hostname)
+        base.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        usable = False
+    if not usable or any(c.isspace() or ord(c) < 32 for c in mirror):
         raise ParameterError(
             f"{MIRROR_ENV}={mirror!r} is not an http(s) URL. Fix: set it to e.g. "
             f"http://127.0.0.1:8000 (files served at /HOST/PATH), or unset it"

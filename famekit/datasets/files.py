@@ -30,6 +30,7 @@ __all__ = ["LIST_COLUMNS", "MAX_ITEM_ID", "load_files", "read_items_tsv", "read_
 LIST_COLUMNS = ("categories", "genres")
 # Ids above this would make the embedding table absurd (and int32 overflow): reject them early.
 MAX_ITEM_ID = 50_000_000
+MAX_USER_ID = 2**63 - 1  # user ids are labels (int64), not table rows
 
 
 def _decode(path: Path, raw: bytes) -> str:
@@ -87,10 +88,15 @@ def read_sequences(path: str | os.PathLike) -> tuple[np.ndarray, list[np.ndarray
                 path, lineno, f"id {low} is not positive (0 is reserved for padding)",
                 "renumber users and items from 1",
             )
-        if max(values) > MAX_ITEM_ID:
+        if len(values) > 1 and max(values[1:]) > MAX_ITEM_ID:
             raise DataFormatError(
-                path, lineno, f"id {max(values)} exceeds the limit {MAX_ITEM_ID}",
+                path, lineno, f"item id {max(values[1:])} exceeds the limit {MAX_ITEM_ID}",
                 "renumber items densely from 1 (ids index an embedding table)",
+            )
+        if values[0] > MAX_USER_ID:  # users are only labels, kept as int64
+            raise DataFormatError(
+                path, lineno, f"user id {values[0]} exceeds the limit {MAX_USER_ID}",
+                "renumber users (any positive 64-bit integer is accepted)",
             )
         if len(values) < 2:
             raise DataFormatError(

@@ -38,6 +38,7 @@ The metadata frame ``items`` has one column per facet (value names) plus a ``tit
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
@@ -45,6 +46,7 @@ import pandas as pd
 
 from famekit.datasets.core import SeqDataset
 from famekit.errors import ParameterError
+from famekit.validation import is_real_number, is_whole_number
 
 __all__ = ["FACET_VALUE_NAMES", "FacetWorldParams", "generate", "load"]
 
@@ -96,7 +98,14 @@ class FacetWorldParams:
         for name in ("n_users", "n_items", "n_genres", "n_brands", "n_price_tiers",
                      "max_interests"):
             value = getattr(self, name)
-            need(isinstance(value, (int, np.integer)) and value >= 1, name, "a whole number >= 1")
+            need(is_whole_number(value) and value >= 1, name, "a whole number >= 1")
+        # types first: a command line's seed=abc or noise=high must not reach a comparison
+        for name in ("min_length", "max_length", "seed"):
+            value = getattr(self, name)
+            need(is_whole_number(value) and value >= 0, name, "a whole number >= 0")
+        for name in ("switch_prob", "noise", "popularity_exponent", "mean_extra_length"):
+            value = getattr(self, name)
+            need(is_real_number(value) and math.isfinite(value), name, "a finite number")
         need(self.min_length >= 3, "min_length", "at least 3 (train + valid + test)")
         need(self.max_length >= self.min_length, "max_length", f">= min_length ({self.min_length})")
         need(0.0 <= self.switch_prob <= 1.0, "switch_prob", "between 0 and 1")
