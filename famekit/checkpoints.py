@@ -116,8 +116,56 @@ _PICKLE_MAGIC = tuple(bytes([0x80, proto]) for proto in range(2, 6))
 _ZIP_MAGIC = b"PK\x03\x04"
 
 
+_MAX_HEADER_BYTES = 100 << 20  # safetensors' own limit for the JSON header
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory the machine can still give (Linux MemAvailable), else None."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _check_size_before_reading(path: Path, what: str) -> None:
+    """Refuse a file whose size disagrees with its own header (a sparse or padded file) or
+    that cannot fit in memory, before a byte of it is read whole."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            header_len = int.from_bytes(handle.read(8), "little")
+            header = (json.loads(handle.read(header_len))
+                      if 2 <= header_len <= min(_MAX_HEADER_BYTES, size - 8) else None)
+    except (OSError, ValueError, RecursionError):
+        header = None  # unreadable or not JSON: the full read below says what is wrong
+    described = None
+    if isinstance(header, dict):
+        try:
+            described = 8 + header_len + max(
+                (int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"),
+                default=0)
+        except (TypeError, KeyError, IndexError, ValueError):
+            described = None
+    if described is not None and described != size:
+        raise CheckpointError(
+            f"{path} is {size} bytes but its safetensors header describes {described} bytes "
+            f"(padded, sparse or truncated). Fix: re-save the {what}, or restore it from a "
+            "backup")
+    available = _available_memory()
+    if available is not None and size > available:
+        raise CheckpointError(
+            f"{path} is {size / 2**30:.1f} GiB, more than the {available / 2**30:.1f} GiB of "
+            f"memory available to read it. Fix: load it on a machine with more memory, or "
+            f"check that it is the {what} famekit saved")
+
+
 def _read_safetensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], str]:
     """(tensors on CPU, sha256 of the file), refusing anything that is not safetensors."""
+    _check_size_before_reading(path, what)
     try:
         data = path.read_bytes()
     except OSError as err:
@@ -277,6 +325,28 @@ def _check_meta(meta: Any, path: Path) -> None:
                               f"{WEIGHTS_FILE}. Fix: re-save the run with save_model")
 
 
+def _check_tensor_count(config, tensors: dict[str, torch.Tensor], weights_path: Path,
+                        config_path: Path) -> None:
+    """Refuse a config whose layer count the weights cannot hold, before building it (even a
+    skeleton of n_layers=15000 takes half a minute): a model's tensor count is linear in its
+    layers, measured on 1- and 2-layer skeletons."""
+    import dataclasses
+
+    from famekit.model import build_model
+
+    if not isinstance(config.n_layers, int) or config.n_layers <= 2:
+        return
+    with torch.device("meta"):
+        one, two = (len(build_model(dataclasses.replace(config, n_layers=n)).state_dict())
+                    for n in (1, 2))
+    expected = one + (two - one) * (config.n_layers - 1)
+    if expected != len(tensors):
+        raise CheckpointError(
+            f"{config_path} describes {config.n_layers} layers ({expected} tensors) but "
+            f"{weights_path} holds {len(tensors)} tensors. Fix: keep the config.json saved "
+            "with these weights (re-save the run with save_model)")
+
+
 def _check_state_matches(model: torch.nn.Module, tensors: dict[str, torch.Tensor],
                          weights_path: Path, config_path: Path) -> None:
     expected = model.state_dict()
@@ -295,6 +365,16 @@ def _check_state_matches(model: torch.nn.Module, tensors: dict[str, torch.Tensor
                         + (f" and {len(unexpected) - 5} more" if len(unexpected) > 5 else ""))
     if wrong_shape:
         problems.append(f"shape mismatch for {', '.join(wrong_shape[:5])}")
+    wrong_dtype = [f"{name} ({tensors[name].dtype}, not {expected[name].dtype})"
+                   for name in expected if name in tensors
+                   and tensors[name].dtype != expected[name].dtype]
+    if wrong_dtype:
+        problems.append(f"wrong dtype for {', '.join(wrong_dtype[:5])}")
+    not_finite = [name for name in expected if name in tensors and not wrong_dtype
+                  and tensors[name].is_floating_point()
+                  and not bool(torch.isfinite(tensors[name]).all())]
+    if not_finite:  # NaN weights would score every item NaN, i.e. NDCG 0, silently
+        problems.append(f"NaN or infinite values in {', '.join(not_finite[:5])}")
     if problems:
         raise CheckpointError(
             f"{weights_path} does not match the model described by {config_path}: "
@@ -349,6 +429,7 @@ def load_run(run_dir, dataset=None, device=None) -> Run:
 
     try:
         config = ModelConfig.from_dict(meta["model_config"])
+        _check_tensor_count(config, tensors, weights_path, config_path)
         # Shapes are checked on a skeleton on the meta device (no memory): a tampered config
         # asking for a huge table is refused here, never allocated.
         with torch.device("meta"):

@@ -991,8 +991,8 @@ def test_links_are_never_followed(case: Case, tmp_path, monkeypatch):
 
 
 # ========================================================= round 2: run folders famekit did not make
-TINY_TRAINING = dict(epochs=1, d_model=16, n_heads=2, n_experts=2, max_len=8, batch_size=32,
-                     threads=1, progress=False)
+TINY_TRAINING = {"epochs": 1, "d_model": 16, "n_heads": 2, "n_experts": 2, "max_len": 8,
+                 "batch_size": 32, "threads": 1, "progress": False}
 
 
 def _train_into(overwrite: bool = False, **files: bytes):
@@ -1260,3 +1260,68 @@ CLI_CASES_2 = [
 @pytest.mark.parametrize("case", CLI_CASES_2, ids=_ids(CLI_CASES_2))
 def test_command_line_round_2(case: CliCase, tmp_path, trained_run, mirror_env):
     test_command_line(case, tmp_path, trained_run, mirror_env)
+
+
+# ================================================== round 2: sizes checked before memory is spent
+def _weights_grown_by(extra: int):
+    """model.safetensors extended by ``extra`` bytes (a hole: sparse, no disk used)."""
+
+    def act(tmp: Path, ctx):
+        run = _saved_run(tmp)
+        path = run / "model.safetensors"
+        os.truncate(path, path.stat().st_size + extra)
+        return load_run(run, device="cpu")
+
+    return act
+
+
+def _saved_with(change: Callable[[torch.nn.Module], torch.nn.Module]):
+    """A run saved (checksums and all) from a model that ``change`` damaged first."""
+
+    def act(tmp: Path, ctx):
+        torch.manual_seed(0)
+        dataset = _tiny_dataset()
+        model = change(build_model(ModelConfig(**TINY)))
+        save_model(tmp / "run", model, dataset_name=dataset.name,
+                   dataset_fingerprint=dataset.fingerprint)
+        return load_run(tmp / "run", device="cpu")
+
+    return act
+
+
+def _fill(value: float):
+    def change(model):
+        with torch.no_grad():
+            model.item_embed.weight[3, 0] = value
+        return model
+
+    return change
+
+
+ALLOCATION_CASES = [
+    Case("weights-sparse-64-gib", _weights_grown_by(64 << 30), CheckpointError,
+         (WEIGHTS, "header describes", "sparse")),
+    Case("weights-with-trailing-bytes", _weights_grown_by(17), CheckpointError,
+         (WEIGHTS, "padded, sparse or truncated")),
+    Case("config-asks-for-15000-layers", _tampered_config(n_layers=15_000), CheckpointError,
+         (CONFIG, "15000 layers", "tensors")),
+    Case("config-asks-for-3-layers", _tampered_config(n_layers=3), CheckpointError,
+         (CONFIG, "3 layers")),
+    Case("weights-hold-nan", _saved_with(_fill(float("nan"))), CheckpointError,
+         (WEIGHTS, "NaN or infinite", "item_embed.weight")),
+    Case("weights-hold-inf", _saved_with(_fill(float("inf"))), CheckpointError,
+         (WEIGHTS, "NaN or infinite")),
+    Case("weights-are-float64", _saved_with(lambda m: m.double()), CheckpointError,
+         (WEIGHTS, "wrong dtype", "torch.float64")),
+    Case("weights-are-float16", _saved_with(lambda m: m.half()), CheckpointError,
+         (WEIGHTS, "wrong dtype", "torch.float16")),
+]
+
+
+@pytest.mark.parametrize("case", ALLOCATION_CASES, ids=_ids(ALLOCATION_CASES))
+def test_sizes_are_checked_before_allocating(case: Case, tmp_path):
+    import time
+
+    started = time.perf_counter()
+    _expect(case, tmp_path)
+    assert time.perf_counter() - started < 20, "refused only after a long allocation"
