@@ -1325,3 +1325,73 @@ def test_sizes_are_checked_before_allocating(case: Case, tmp_path):
     started = time.perf_counter()
     _expect(case, tmp_path)
     assert time.perf_counter() - started < 20, "refused only after a long allocation"
+
+
+# ====================================================== round 2: archives and downloads, bounded
+def _zip_bytes(members: dict[str, bytes]) -> bytes:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _forged_movielens(name: str, members: dict[str, bytes], opt_in: bool = False):
+    """A well-formed zip served at the official URL of ``name``, its members made up."""
+
+    def act(tmp: Path, ctx):
+        from famekit.datasets import movielens
+
+        if opt_in:
+            ctx.monkeypatch.setenv("FAMEKIT_ALLOW_UNVERIFIED", "1")
+        remote = movielens.SOURCES[name].files[0]
+        ctx.mirror.add(remote.url, _zip_bytes(members))
+        return fetch.download(remote, tmp / "cache", progress=False)
+
+    return act
+
+
+def _bomb(size: int):
+    """A zip whose one member inflates ``size`` zero bytes from a few kilobytes."""
+
+    def act(tmp: Path, ctx):
+        ctx.mirror.add(ZIP_URL, _zip_bytes({"x/ratings.dat": b"\0" * size}))
+        return fetch.download(fetch.RemoteFile("archive.zip", ZIP_URL), tmp / "cache",
+                              progress=False)
+
+    return act
+
+
+def _oversized_download(tmp: Path, ctx):
+    ctx.mirror.add(URL, PAYLOAD + b"more than was recorded")
+    return fetch.download(_remote(), tmp / "cache", progress=False, retries=0)
+
+
+FORGED_RATINGS = b"1::1::5::978300760\n"
+ML20M_URL = "files.grouplens.org/datasets/movielens/ml-20m.zip"
+
+ARCHIVE_CASES = [
+    Case("forged-ml-1m-ratings", _forged_movielens("ml-1m", {"ml-1m/ratings.dat": FORGED_RATINGS}),
+         ChecksumError, ("ml-1m.zip", "ml-1m/ratings.dat", "FAMEKIT_ALLOW_UNVERIFIED=1"),
+         _nothing_left_in("cache")),
+    Case("forged-ml-20m", _forged_movielens("ml-20m", {"ml-20m/ratings.csv": b"userId\n"}),
+         ChecksumError, (ML20M_URL, "ml-20m/ratings.csv", "ml-20m/movies.csv", "no recorded"),
+         _nothing_left_in("cache")),
+    Case("ml-20m-unverified-when-told", _forged_movielens(
+        "ml-20m", {"ml-20m/ratings.csv": b"userId\n", "ml-20m/movies.csv": b"movieId\n"},
+        opt_in=True), None, check=lambda path, tmp: path.name == "ml-20m.zip"),
+    Case("zip-bomb-ratio", _bomb(20 << 20), ChecksumError,
+         ("archive.zip", "x/ratings.dat", "ratio", "before inflating"), _nothing_left_in("cache")),
+    Case("zip-bomb-small-is-fine", _bomb(2000), None,
+         check=lambda path, tmp: path.name == "archive.zip"),
+    Case("download-larger-than-recorded", _oversized_download, DownloadError,
+         ("payload.bin", "more than the recorded", str(len(PAYLOAD))), _nothing_left_in("cache")),
+]
+
+
+@pytest.mark.parametrize("case", ARCHIVE_CASES, ids=_ids(ARCHIVE_CASES))
+def test_archives_and_downloads_are_bounded(case: Case, tmp_path, mirror_env, monkeypatch):
+    _expect(case, tmp_path, SimpleNamespace(mirror=mirror_env, monkeypatch=monkeypatch))

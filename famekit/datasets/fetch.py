@@ -76,6 +76,14 @@ CACHE_ENV = "FAMEKIT_CACHE"
 _CACHE_FIX = (f"free disk space, pass a writable cache_dir=..., or set {CACHE_ENV} to a writable "
               "directory")
 MIRROR_ENV = "FAMEKIT_MIRROR"
+UNVERIFIED_ENV = "FAMEKIT_ALLOW_UNVERIFIED"  # "1": load zip members nobody recorded a hash of
+# A zip member is inflated only when its declared size and compression ratio are plausible
+# (MovieLens' largest member, ml-20m's ratings.csv, is 533 MB at a ratio of about 4); the
+# ratio only matters for members large enough to cost something (small test files compress
+# far better than real data).
+MAX_MEMBER_BYTES = 4 << 30
+MAX_COMPRESSION_RATIO = 100
+RATIO_CHECKED_FROM = 16 << 20
 GITHUB_RAW = "https://raw.githubusercontent.com"
 
 # Retries: a bounded number of extra attempts with exponential backoff (BACKOFF_S, 2x, 4x ...).
@@ -99,6 +107,8 @@ class RemoteFile:
         size: expected size in bytes, or ``None``.
         members: for zips, ``{member path: sha256}`` of members whose hash is known.
         origin: one line saying where the file comes from (repository @ commit : path).
+        parsed: for zips, the members famekit reads; one without a hash in ``members`` is
+            refused unless the user opts in (``$FAMEKIT_ALLOW_UNVERIFIED=1``).
     """
 
     filename: str
@@ -107,6 +117,7 @@ class RemoteFile:
     size: int | None = None
     members: dict[str, str] = field(default_factory=dict)
     origin: str = ""
+    parsed: tuple[str, ...] = ()
 
     @property
     def is_zip(self) -> bool:
@@ -250,6 +261,10 @@ def _fetch_once(url: str, shown: str, target: Path, label: str, expected_size: i
     with response:
         length_header = response.headers.get("Content-Length")
         announced = int(length_header) if length_header and length_header.isdigit() else None
+        if expected_size is not None and announced is not None and announced > expected_size:
+            raise DownloadError(
+                f"{shown} announces {announced} bytes, more than the recorded {expected_size}. "
+                f"Fix: the file changed upstream or a mirror ({MIRROR_ENV}) serves another one")
         total = announced if announced is not None else expected_size
         try:
             out = open(target, "wb")  # noqa: SIM115 - closed by the with block below
@@ -265,6 +280,10 @@ def _fetch_once(url: str, shown: str, target: Path, label: str, expected_size: i
                     raise _Retryable(f"connection broken after {received} bytes ({e})") from None
                 if not block:
                     break
+                if expected_size is not None and received + len(block) > expected_size:
+                    raise DownloadError(  # cut off: never store more than the recorded size
+                        f"{shown} sent more than the recorded {expected_size} bytes. Fix: the "
+                        f"file changed upstream or a mirror ({MIRROR_ENV}) serves another one")
                 try:
                     out.write(block)
                 except OSError as e:
@@ -282,12 +301,34 @@ def _fetch_once(url: str, shown: str, target: Path, label: str, expected_size: i
     return h.hexdigest()
 
 
-def check_zip(path: Path, members: dict[str, str], url: str) -> None:
-    """Raise :class:`ChecksumError` unless ``path`` is an intact zip with these member hashes."""
+def unverified_allowed() -> bool:
+    """Has the user opted in to loading zip members without a recorded hash?"""
+    return os.environ.get(UNVERIFIED_ENV, "").strip() == "1"
+
+
+def check_zip(path: Path, members: dict[str, str], url: str, parsed: tuple[str, ...] = ()
+              ) -> None:
+    """Raise :class:`ChecksumError` unless ``path`` is an intact zip with these member hashes,
+    every member it will parse has one (or the user opted in), and no member is a bomb."""
     fix = "Fix: delete the file if it is in the cache and run again; if it keeps failing, the " \
           "upstream archive changed (report it)"
+    unpinned = [m for m in parsed if m not in members]
+    if unpinned and not unverified_allowed():
+        raise ChecksumError(
+            f"{url}: famekit has no recorded sha256 for {', '.join(unpinned)}, so a forged "
+            f"archive would load as the real one. Fix: if you trust this copy, opt in with "
+            f"{UNVERIFIED_ENV}=1 (the dataset is then loaded unverified)")
     try:
         with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():  # declared sizes, before anything is inflated
+                ratio = info.file_size / max(1, info.compress_size)
+                if info.file_size > MAX_MEMBER_BYTES or (
+                        info.file_size > RATIO_CHECKED_FROM and ratio > MAX_COMPRESSION_RATIO):
+                    raise ChecksumError(
+                        f"{url}: zip member {info.filename} declares {info.file_size} bytes "
+                        f"from {info.compress_size} (ratio {ratio:.0f}; limits "
+                        f"{MAX_MEMBER_BYTES} bytes, ratio {MAX_COMPRESSION_RATIO}): refused "
+                        f"before inflating. {fix}")
             bad = archive.testzip()
             if bad is not None:
                 raise ChecksumError(f"{url}: zip member {bad} fails its CRC check. {fix}")
@@ -355,7 +396,7 @@ def download(remote: RemoteFile, directory: str | os.PathLike, *, progress: bool
                     f"proxy/mirror altered it; check {MIRROR_ENV} and your network, then retry"
                 )
             if remote.is_zip:
-                check_zip(tmp, remote.members, shown)
+                check_zip(tmp, remote.members, shown, remote.parsed)
             os.replace(tmp, target)
         _write_sidecar(target, digest)
         return target
@@ -371,7 +412,7 @@ def _verified_copy(remote: RemoteFile, target: Path) -> bool:
     if remote.sha256 is None:
         if not _sidecar(target).exists():  # placed by hand: check it once, then record it
             if remote.is_zip:
-                check_zip(target, remote.members, str(target))
+                check_zip(target, remote.members, str(target), remote.parsed)
             _write_sidecar(target, sha256_file(target))
         return True
     digest = sha256_file(target)

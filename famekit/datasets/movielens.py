@@ -21,7 +21,9 @@ Where they come from
     The official zips, https://files.grouplens.org/datasets/movielens/{ml-100k,ml-1m,ml-20m}.zip,
     downloaded by famekit. GroupLens publishes no sha256 of the zips; famekit checks every
     member's CRC (zip integrity) and the sha256 of the members whose bytes the provenance
-    pinned (all ml-100k files; ml-1m's ``movies.dat``, ``users.dat`` and ``README``).
+    pinned (all ml-100k files; ml-1m's ``movies.dat``, ``users.dat`` and ``README``). A member
+    famekit parses without a recorded hash (ml-1m's ``ratings.dat``, ml-20m's ``ratings.csv``
+    and ``movies.csv``) is refused unless the user opts in with ``FAMEKIT_ALLOW_UNVERIFIED=1``.
 
 Sequences and the tie rule
     Ratings are sorted by (user, timestamp) with a **stable** sort: ratings of one user with
@@ -82,10 +84,11 @@ _CITATION = ("F. M. Harper & J. A. Konstan, The MovieLens Datasets: History and 
              "ACM TiiS 5(4), 2015")
 
 
-def _zip(name: str, members: dict[str, str]) -> Source:
+def _zip(name: str, members: dict[str, str], parsed: tuple[str, ...]) -> Source:
     remote = RemoteFile(f"{name}.zip", f"{GROUPLENS}/{name}.zip", None, None,
                         {f"{name}/{k}": v for k, v in members.items()},
-                        origin=f"GroupLens {name}.zip")
+                        origin=f"GroupLens {name}.zip",
+                        parsed=tuple(f"{name}/{k}" for k in parsed))
     return Source(name, (remote,), _LICENCE, _CITATION)
 
 
@@ -99,13 +102,13 @@ SOURCES: dict[str, Source] = {
         "u.info": "5b0a40b2e47a729ee6203063f6dcf8790c2e63f5a18663e6ee318a72c5f3c27b",
         "u.occupation": "cd5fbec9afe345d993a62fc7817df1a4a9079c4feb267b3118763b8fd942137d",
         "README": "4883b8cf340ed0059971b33f56ad3adc88a40792108ebca3d24aafc4c82e8b52",
-    }),
+    }, parsed=("u.data", "u.item", "u.genre", "u.user")),
     "ml-1m": _zip("ml-1m", {
         "movies.dat": "0140fc2356357c1a851d0f52e893a1e4d3696df632c4141cea8d5bc3d621f0b9",
         "users.dat": "1dc3a95300cb19f7c10e027daf29b8cdf1d908dab65b5edfb45950aa389a10a3",
         "README": "2d5ddce86ccbd247207456165827b4b9ddf27282bca93807d4c763e28414f133",
-    }),
-    "ml-20m": _zip("ml-20m", {}),
+    }, parsed=("ratings.dat", "movies.dat", "users.dat")),  # no public record of ratings.dat
+    "ml-20m": _zip("ml-20m", {}, parsed=("ratings.csv", "movies.csv")),  # no record of either
 }
 
 # ml-100k's counts (u.info); the pinned member hashes make any other result a parser bug.
