@@ -1395,3 +1395,35 @@ ARCHIVE_CASES = [
 @pytest.mark.parametrize("case", ARCHIVE_CASES, ids=_ids(ARCHIVE_CASES))
 def test_archives_and_downloads_are_bounded(case: Case, tmp_path, mirror_env, monkeypatch):
     _expect(case, tmp_path, SimpleNamespace(mirror=mirror_env, monkeypatch=monkeypatch))
+
+
+def _load_from(kind: str, as_items: bool = False):
+    """load_files on a device, a FIFO or a folder instead of a text file."""
+
+    def act(tmp: Path, ctx):
+        path = {"device": Path("/dev/zero"), "fifo": tmp / "pipe", "folder": tmp}[kind]
+        if kind == "fifo":
+            os.mkfifo(path)
+        if as_items:
+            (tmp / "seq.txt").write_bytes(GOOD_SEQ)
+            return load_files(tmp / "seq.txt", path)
+        return load_files(path)
+
+    return act
+
+
+STREAM_CASES = [
+    Case("sequences-from-dev-zero", _load_from("device"), DataFormatError,
+         ("/dev/zero", "not a regular file")),
+    Case("sequences-from-a-fifo", _load_from("fifo"), DataFormatError,
+         ("{tmp}/pipe", "not a regular file")),
+    Case("sequences-from-a-folder", _load_from("folder"), DataFormatError,
+         ("not a regular file",)),
+    Case("items-from-dev-zero", _load_from("device", as_items=True), DataFormatError,
+         ("/dev/zero", "not a regular file")),
+]
+
+
+@pytest.mark.parametrize("case", STREAM_CASES, ids=_ids(STREAM_CASES))
+def test_endless_inputs_are_refused_before_reading(case: Case, tmp_path):
+    _expect(case, tmp_path)
