@@ -37,6 +37,7 @@ import torch
 
 from famekit.errors import CheckpointError
 from famekit.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from famekit.validation import available_memory
 
 __all__ = [
     "CONFIG_FILE",
@@ -119,18 +120,6 @@ _ZIP_MAGIC = b"PK\x03\x04"
 _MAX_HEADER_BYTES = 100 << 20  # safetensors' own limit for the JSON header
 
 
-def _available_memory() -> int | None:
-    """Bytes of memory the machine can still give (Linux MemAvailable), else None."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
 def _check_size_before_reading(path: Path, what: str) -> None:
     """Refuse a file whose size disagrees with its own header (a sparse or padded file) or
     that cannot fit in memory, before a byte of it is read whole."""
@@ -155,7 +144,7 @@ def _check_size_before_reading(path: Path, what: str) -> None:
             f"{path} is {size} bytes but its safetensors header describes {described} bytes "
             f"(padded, sparse or truncated). Fix: re-save the {what}, or restore it from a "
             "backup")
-    available = _available_memory()
+    available = available_memory()
     if available is not None and size > available:
         raise CheckpointError(
             f"{path} is {size / 2**30:.1f} GiB, more than the {available / 2**30:.1f} GiB of "

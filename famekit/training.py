@@ -64,7 +64,7 @@ from famekit.runs import (
     run_status,
 )
 from famekit.train_config import LOSS_WEIGHTINGS, SELECTION_METRIC, TrainConfig  # noqa: F401
-from famekit.validation import check_int
+from famekit.validation import check_fits_in_memory, check_int
 
 __all__ = [
     "DEFAULT_EPOCHS",
@@ -322,7 +322,7 @@ def _new_run(out_dir, dataset, dataset_options, config: TrainConfig, options: di
     config = config.with_options(**options)
     data, described = describe_dataset(DEFAULT_DATASET if dataset is None else dataset,
                                        dataset_options)
-    config.model_config(data.n_items)
+    _check_memory(config, data)
     if not any(len(s) >= 2 for s in data.split().train_sequences()):
         raise ParameterError(
             f"dataset {data.name!r} has no user with >= 2 training items: leave-one-out keeps "
@@ -331,6 +331,25 @@ def _new_run(out_dir, dataset, dataset_options, config: TrainConfig, options: di
     run = RunDir(out_dir if out_dir is not None
                  else default_run_dir(described["name"], config.kind, config.seed))
     return run, config, data, described
+
+
+def _check_memory(config: TrainConfig, data: SeqDataset) -> None:
+    """Refuse a configuration the machine cannot hold before any of it is allocated: the
+    parameters are counted on a skeleton on the meta device (no memory)."""
+    model_config = config.model_config(data.n_items)
+    with torch.device("meta"):
+        n_params = sum(p.numel() for p in build_model(model_config).parameters())
+    d, layers = model_config.d_model, model_config.n_layers
+    needed = (4 * 4 * n_params  # fp32 weights, gradients and Adam's two moments
+              + 4 * 16 * config.batch_size * config.max_len * d * layers  # activations
+              + 4 * config.eval_batch_size * (data.n_items + 1))  # one batch of full scores
+    distinct = len(np.unique(data.item_ids))
+    sparse = (f" The item ids are sparse ({distinct} distinct ids up to {data.n_items}): "
+              "renumber them densely from 1." if data.n_items > 10 * distinct + 1000 else "")
+    check_fits_in_memory(
+        f"training {config.kind} on {data.name!r} ({n_params:,} parameters, max_len "
+        f"{config.max_len}, batch {config.batch_size})", needed,
+        f"lower max_len, batch_size or the model size, or train on a larger machine.{sparse}")
 
 
 def _resumed_run(run: RunDir, out_dir, dataset, options: dict

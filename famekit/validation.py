@@ -13,8 +13,8 @@ from collections.abc import Iterable
 
 from famekit.errors import ParameterError
 
-__all__ = ["check_choice", "check_int", "check_name", "check_number", "is_real_number",
-           "is_whole_number"]
+__all__ = ["available_memory", "check_choice", "check_fits_in_memory", "check_int",
+           "check_name", "check_number", "is_real_number", "is_whole_number"]
 
 
 def is_whole_number(value) -> bool:
@@ -79,3 +79,25 @@ def check_name(name: str, value, fix: str | None = None) -> str:
             f"got {value!r}. Fix: {fix or f'pass {name} as a name such as synthetic'}"
         )
     return value
+
+
+def available_memory() -> int | None:
+    """Bytes of memory the machine can still give (Linux ``MemAvailable``), else None."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def check_fits_in_memory(what: str, needed: int, fix: str) -> None:
+    """Refuse ``what`` before allocating when it needs more bytes than the machine has free
+    (nothing is refused where the free memory cannot be read)."""
+    free = available_memory()
+    if free is not None and needed > free:
+        raise ParameterError(
+            f"{what} needs about {needed / 2**30:.1f} GiB, more than the "
+            f"{free / 2**30:.1f} GiB of memory available. Fix: {fix}")

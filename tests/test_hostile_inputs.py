@@ -1427,3 +1427,55 @@ STREAM_CASES = [
 @pytest.mark.parametrize("case", STREAM_CASES, ids=_ids(STREAM_CASES))
 def test_endless_inputs_are_refused_before_reading(case: Case, tmp_path):
     _expect(case, tmp_path)
+
+
+def _train_with_memory(free: int, sequences=None, **options):
+    """train() on a machine that reports ``free`` bytes of available memory."""
+
+    def act(tmp: Path, ctx):
+        from famekit.training import train
+
+        ctx.monkeypatch.setattr("famekit.validation.available_memory", lambda: free)
+        data = _tiny_dataset() if sequences is None else SeqDataset.from_sequences(
+            "sparse", [np.asarray(s) for s in sequences], n_items=max(map(max, sequences)))
+        return train(data, out_dir=tmp / "out", **{**TINY_TRAINING, **options})
+
+    return act
+
+
+def _load_with_memory(free: int):
+    def act(tmp: Path, ctx):
+        ctx.monkeypatch.setattr("famekit.checkpoints.available_memory", lambda: free)
+        return load_run(_saved_run(tmp), device="cpu")
+
+    return act
+
+
+def _nothing_written(error, tmp: Path) -> None:
+    assert not (tmp / "out").exists(), "the run folder was created before the check"
+
+
+SPARSE = [[1, 2, 3, 50_000_000, 5], [2, 3, 4, 5, 6], [6, 5, 4, 3, 2]]
+
+MEMORY_CASES = [
+    Case("item-ids-sparse-up-to-50-million", _train_with_memory(2 << 30, SPARSE),
+         ParameterError, ("'sparse'", "GiB", "sparse", "renumber them densely"),
+         _nothing_written),
+    Case("max-len-10-to-the-8", _train_with_memory(2 << 30, max_len=10**8), ParameterError,
+         ("max_len 100000000", "lower max_len"), _nothing_written),
+    Case("batch-size-10-to-the-8", _train_with_memory(2 << 30, batch_size=10**8),
+         ParameterError, ("batch 100000000",), _nothing_written),
+    Case("d-model-huge", _train_with_memory(2 << 30, d_model=2**16), ParameterError,
+         ("parameters", "model size"), _nothing_written),
+    Case("weights-larger-than-free-memory", _load_with_memory(1000), CheckpointError,
+         (WEIGHTS, "memory available")),
+]
+
+
+@pytest.mark.parametrize("case", MEMORY_CASES, ids=_ids(MEMORY_CASES))
+def test_memory_is_checked_before_allocating(case: Case, tmp_path, monkeypatch):
+    import time
+
+    started = time.perf_counter()
+    _expect(case, tmp_path, SimpleNamespace(monkeypatch=monkeypatch))
+    assert time.perf_counter() - started < 30, "refused only after a long allocation"
