@@ -343,13 +343,17 @@ def _check_memory(config: TrainConfig, data: SeqDataset) -> None:
     needed = (4 * 4 * n_params  # fp32 weights, gradients and Adam's two moments
               + 4 * 16 * config.batch_size * config.max_len * d * layers  # activations
               + 4 * config.eval_batch_size * (data.n_items + 1))  # one batch of full scores
-    distinct = len(np.unique(data.item_ids))
-    sparse = (f" The item ids are sparse ({distinct} distinct ids up to {data.n_items}): "
-              "renumber them densely from 1." if data.n_items > 10 * distinct + 1000 else "")
-    check_fits_in_memory(
-        f"training {config.kind} on {data.name!r} ({n_params:,} parameters, max_len "
-        f"{config.max_len}, batch {config.batch_size})", needed,
-        f"lower max_len, batch_size or the model size, or train on a larger machine.{sparse}")
+    try:
+        check_fits_in_memory(
+            f"training {config.kind} on {data.name!r} ({n_params:,} parameters, max_len "
+            f"{config.max_len}, batch {config.batch_size})", needed,
+            "lower max_len, batch_size or the model size, or train on a larger machine")
+    except ParameterError as err:
+        distinct = len(np.unique(data.item_ids))  # only now: a sort of every interaction
+        if data.n_items <= 10 * distinct + 1000:
+            raise
+        raise ParameterError(f"{err}. The item ids are sparse ({distinct} distinct ids up to "
+                             f"{data.n_items}): renumber them densely from 1") from None
 
 
 def _resumed_run(run: RunDir, out_dir, dataset, options: dict
