@@ -480,7 +480,12 @@ def _decode(obj, tensors: dict[str, torch.Tensor], path: Path):
                                   "Fix: save the training state again (save_train_state)")
         return tensors[key]
     if "__ndarray__" in obj:
-        return np.asarray(obj["__ndarray__"], dtype=np.dtype(obj["dtype"])).reshape(obj["shape"])
+        # only the numeric dtypes famekit writes (RNG states): an edited "<U100000000" would
+        # allocate 400 MB per element before anything else is checked
+        dtype = np.dtype(obj["dtype"])
+        if dtype.kind not in "biuf" or dtype.itemsize > 8:
+            raise ValueError(f"array dtype {obj['dtype']!r} is not one famekit writes")
+        return np.asarray(obj["__ndarray__"], dtype=dtype).reshape(obj["shape"])
     if "__tuple__" in obj:
         return tuple(_decode(v, tensors, path) for v in obj["__tuple__"])
     if "__items__" in obj:
@@ -576,7 +581,8 @@ def load_train_state(run_dir, optimizer: torch.optim.Optimizer) -> dict[str, Any
             "damaged or an interrupted save). Fix: resume from an intact save or start afresh"
         )
     # A hand-edited or damaged file can hold anything: every surprise is a CheckpointError.
-    damaged = (TypeError, ValueError, KeyError, IndexError, AttributeError)
+    # RecursionError: a history nested deeper than the interpreter's stack (an edited file)
+    damaged = (TypeError, ValueError, KeyError, IndexError, AttributeError, RecursionError)
     try:
         if isinstance(meta["epoch"], bool) or not isinstance(meta["epoch"], int):
             raise TypeError(f"epoch {meta['epoch']!r} is not a whole number")

@@ -1479,3 +1479,28 @@ def test_memory_is_checked_before_allocating(case: Case, tmp_path, monkeypatch):
     started = time.perf_counter()
     _expect(case, tmp_path, SimpleNamespace(monkeypatch=monkeypatch))
     assert time.perf_counter() - started < 30, "refused only after a long allocation"
+
+
+def _nested(depth: int):
+    value: Any = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+TRAIN_STATE_CASES = [
+    Case("train-state-huge-string-dtype", _resume_with_train_state(
+        "rng.numpy", {"__ndarray__": ["a"], "dtype": "<U100000000", "shape": [1]}),
+         CheckpointError, ("{tmp}/run/train_state.json", "damaged or was edited", "dtype")),
+    Case("train-state-object-dtype", _resume_with_train_state(
+        "rng.numpy", {"__ndarray__": [1], "dtype": "|O", "shape": [1]}),
+         CheckpointError, ("{tmp}/run/train_state.json", "dtype")),
+    Case("train-state-history-900-deep", _resume_with_train_state(
+        "extra_state.history", _nested(900)), CheckpointError,
+         ("{tmp}/run/train_state.json", "damaged or was edited")),
+]
+
+
+@pytest.mark.parametrize("case", TRAIN_STATE_CASES, ids=_ids(TRAIN_STATE_CASES))
+def test_train_state_is_checked_before_allocating(case: Case, tmp_path, trained_run):
+    _expect(case, tmp_path, trained_run)
