@@ -53,7 +53,8 @@ def _read_text(path: Path) -> str:
     """The file's text, or a DataFormatError saying why it cannot be read or decoded."""
     try:
         if path.exists() and not path.is_file():  # /dev/zero or a FIFO would be read forever
-            raise DataFormatError(path, None, "is not a regular file (a folder, device or pipe)",
+            raise DataFormatError(path, None, "cannot read it: not a regular file (a folder, "
+                                  "device or pipe)",
                                   "pass the path of a text file")
         raw = path.read_bytes()
     except OSError as e:
