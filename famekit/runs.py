@@ -222,16 +222,15 @@ class RunDir:
             problem = "is not a directory" if self.path.exists() else "does not exist"
             raise CheckpointError(
                 f"run directory {self.path} {problem}. Fix: pass a directory written by "
-                "famekit train (e.g. runs/synthetic-fame-seed0; famekit train --out DIR "
-                "creates one)"
+                "famekit train (famekit train --out DIR creates one), or RUN_DIR=None in a "
+                "notebook to use the dataset's default run"
             )
         return self
 
     def train_args(self) -> dict:
         """``train_args.json`` as written: the configuration, the dataset description, the
         famekit version and the number of processes."""
-        return self._read(TRAIN_ARGS_FILE, fix="pass the directory of a run started by famekit "
-                          "train (it holds train_args.json), or " + _DAMAGED_FIX)
+        return self._read(TRAIN_ARGS_FILE)
 
     def train_config(self) -> TrainConfig:
         """The training configuration the run was started with."""
@@ -241,8 +240,7 @@ class RunDir:
 
     def config(self) -> dict:
         """``config.json`` (model config, dataset record, summary) as written."""
-        return self._read(CONFIG_FILE, fix="pass a run directory written by famekit train, "
-                          "or " + _DAMAGED_FIX)
+        return self._read(CONFIG_FILE)
 
     def summary(self) -> dict:
         """The training summary of the saved weights (``config.json``'s ``summary``): status,
@@ -280,19 +278,21 @@ class RunDir:
         return described
 
     def load_dataset(self) -> SeqDataset:
-        """The dataset the run was trained on, reloaded and fingerprint-checked."""
-        described = self.dataset_description()
-        try:
-            return load_described_dataset(described)
-        except CheckpointError as exc:
-            if (self.path / TRAIN_ARGS_FILE).is_file():
-                raise
-            # saved by save_model alone: config.json knows the name, not the options or files
+        """The dataset the run was trained on, reloaded and fingerprint-checked.
+
+        Only a run started by famekit train can say how to load its data again: a run saved by
+        :func:`famekit.checkpoints.save_model` alone records the dataset's name and fingerprint,
+        not its options or files, and is refused here (pass its dataset yourself).
+        """
+        self.require()
+        if not (self.path / TRAIN_ARGS_FILE).is_file():
             raise CheckpointError(
-                f"{exc} ({self.path} has no {TRAIN_ARGS_FILE}, so only the dataset's name is "
-                "known. Fix: pass the dataset the run was trained on yourself, e.g. "
-                "famekit.load(run_dir, dataset=...) or UserExplorer(run, dataset))"
-            ) from None
+                f"{self.path} has no {TRAIN_ARGS_FILE} to reload its dataset from (a run saved "
+                "by save_model alone records only the dataset's name). Fix: pass the dataset "
+                "explicitly, e.g. famekit.load(run_dir, dataset=...) or UserExplorer(run, "
+                "dataset)"
+            )
+        return load_described_dataset(self.dataset_description())
 
     def check_dataset(self, dataset: SeqDataset) -> None:
         """Refuse a dataset other than the one the run was trained on (fingerprints differ)."""
@@ -376,12 +376,14 @@ class RunDir:
             ) from None
 
     def write_train_args(self, config: TrainConfig, dataset_description: dict,
-                         world_size: int) -> None:
+                         world_size: int, famekit_version: str | None = None) -> None:
+        """``train_args.json``; ``famekit_version``: the version that started the run (a
+        resumed run keeps it), default this one."""
         import famekit
 
         atomic_write_json(self.path / TRAIN_ARGS_FILE, {
-            "famekit_version": famekit.__version__, "dataset": dataset_description,
-            **config.to_dict(), "world_size": world_size})
+            "famekit_version": famekit_version or famekit.__version__,
+            "dataset": dataset_description, **config.to_dict(), "world_size": world_size})
 
     def write_metrics(self, status: str, history: list[dict], summary: dict) -> None:
         """``metrics.csv`` (one row per epoch) and ``metrics.json`` (status, summary, history)."""
@@ -389,11 +391,11 @@ class RunDir:
         atomic_write_json(self.path / METRICS_JSON, {"status": status, **summary,
                                                      "history": history})
 
-    def save_model(self, model, dataset_description: dict, summary: dict) -> None:
+    def save_model(self, model, dataset_name: str, dataset_fingerprint: str,
+                   summary: dict) -> None:
         """The weights and ``config.json`` (with the dataset's name and fingerprint)."""
-        checkpoints.save_model(self.path, model, dataset_name=dataset_description["name"],
-                               dataset_fingerprint=dataset_description["fingerprint"],
-                               summary=summary)
+        checkpoints.save_model(self.path, model, dataset_name=dataset_name,
+                               dataset_fingerprint=dataset_fingerprint, summary=summary)
 
     def has_weights(self) -> bool:
         return (self.path / WEIGHTS_FILE).is_file()
@@ -450,10 +452,17 @@ def dataset_of_run(run_dir) -> SeqDataset:
 
 def dataset_for_run(run: checkpoints.Run, dataset: SeqDataset | None = None) -> SeqDataset:
     """The dataset to analyse a loaded run with: ``dataset`` after checking it is the one the
-    run was trained on, or (None) the run's own dataset reloaded from its directory."""
-    recorded = run.meta.get("dataset") if isinstance(run.meta, dict) else None
-    if dataset is None:
-        return RunDir(run.run_dir).load_dataset()
-    check_fingerprint(dataset, recorded if isinstance(recorded, dict) else {},
-                      where=str(run.run_dir))
+    run was trained on, or (None) the run's own dataset reloaded from its directory.
+
+    A wrong or missing dataset is the caller's argument to fix, so it is a ParameterError (with
+    the run layer's message).
+    """
+    try:
+        if dataset is None:
+            return RunDir(run.run_dir).load_dataset()
+        recorded = run.meta.get("dataset") if isinstance(run.meta, dict) else None
+        check_fingerprint(dataset, recorded if isinstance(recorded, dict) else {},
+                          where=str(run.run_dir))
+    except CheckpointError as exc:
+        raise ParameterError(str(exc)) from None
     return dataset

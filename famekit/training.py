@@ -137,7 +137,8 @@ def _set_threads(threads: int | None, ctx: distributed.DistContext) -> int:
 # ------------------------------------------------------------------------------- early stopping
 @dataclass
 class EarlyStopping:
-    """Tracks the best validation score; stops after ``patience`` evaluations without a better one."""
+    """Tracks the best validation score; stops after ``patience`` evaluations without a better
+    one."""
 
     patience: int
     best_score: float = -math.inf
@@ -232,7 +233,13 @@ def train_epoch(model, optimizer, batches: NextItemBatches, epoch_batches, ctx=N
 
 
 
-def train(dataset: str | SeqDataset | None = None, config: TrainConfig | None = None, *,
+# The first version's positional order after the dataset; positional calls keep working.
+_POSITIONAL = ("kind", "out_dir", "epochs", "patience", "batch_size", "lr", "seed", "device",
+               "max_len", "eval_every", "progress", "resume", "overwrite", "threads",
+               "eval_batch_size", "dataset_options", "loss_weighting")
+
+
+def train(dataset: str | SeqDataset | None = None, *positional, config: TrainConfig | None = None,
           out_dir=None, device=None, progress: bool = True, resume=None,
           overwrite: bool = False, threads: int | None = None,
           dataset_options: dict | None = None, **options) -> TrainResult:
@@ -241,13 +248,16 @@ def train(dataset: str | SeqDataset | None = None, config: TrainConfig | None = 
     Args:
         dataset: a registered name (``"synthetic"``, ``"beauty"``, ...) or a :class:`SeqDataset`;
             default ``"synthetic"`` (on resume: the run's own dataset).
-        config: a :class:`~famekit.train_config.TrainConfig` (default: its defaults).
+        config: a :class:`~famekit.train_config.TrainConfig` (default: its defaults); may also
+            be the second positional argument. Positional options after the dataset keep the
+            first version's order (``kind``, ``out_dir``, ``epochs``, ``patience``, ...).
         **options: fields of the configuration by name, replacing the config's (``kind``,
             ``epochs``, ``patience``, ``batch_size``, ``lr``, ``seed``, ``max_len``,
             ``eval_every``, ``eval_batch_size``, ``loss_weighting``) and model options
             (:class:`famekit.model.ModelConfig` fields: ``d_model``, ``n_layers``, ``n_heads``,
             ``n_experts``, ``dropout``, ...). On resume only ``epochs`` and ``patience`` may
             change (a new total extends a run); any other option must equal the saved value.
+            ``None`` means "not given".
         out_dir: run directory; default :func:`famekit.runs.default_run_dir`.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``; default CUDA when available (bf16 autocast).
         progress: tqdm bars over epochs and batches.
@@ -261,11 +271,30 @@ def train(dataset: str | SeqDataset | None = None, config: TrainConfig | None = 
         ParameterError: an invalid argument.  CheckpointError: the run directory already holds
         a run (without ``overwrite``/``resume``), or a resumed run is missing or damaged.
     """
+    if positional and isinstance(positional[0], TrainConfig):  # train(dataset, config)
+        config, positional = positional[0], positional[1:]
+    elif positional:  # the first version's order: train(dataset, kind, out_dir, epochs, ...)
+        if len(positional) > len(_POSITIONAL):
+            raise ParameterError(f"train() takes at most {len(_POSITIONAL) + 1} positional "
+                                 "arguments. Fix: pass options by name, e.g. kind='sasrec'")
+        given = dict(zip(_POSITIONAL, positional))
+        clash = sorted(set(given) & set(options))
+        if clash:
+            raise ParameterError(f"{clash} given twice (by position and by name). Fix: pass "
+                                 "each option once, by name")
+        local = {"out_dir": out_dir, "device": device, "progress": progress, "resume": resume,
+                 "overwrite": overwrite, "threads": threads, "dataset_options": dataset_options}
+        for name in list(given):
+            if name in local:
+                local[name] = given.pop(name)
+        return train(dataset, config=config, **local, **given, **options)
     if config is not None and not isinstance(config, TrainConfig):
         raise ParameterError(
             f"config must be a TrainConfig, got {type(config).__name__} ({config!r}). Fix: pass "
             "options by name, e.g. train('synthetic', kind='sasrec')"
         )
+    # None means "not given" (the config's value, or on resume the saved one), as it always did
+    options = {name: value for name, value in options.items() if value is not None}
     ctx = distributed.setup(device)
     try:
         _set_threads(threads, ctx)
@@ -303,7 +332,8 @@ def _signature_with_config_fields() -> inspect.Signature:
     import dataclasses
 
     base = inspect.signature(train)
-    params = [p for p in base.parameters.values() if p.kind != p.VAR_KEYWORD]
+    params = [p for p in base.parameters.values()
+              if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
     defaults = TrainConfig()
     params += [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY,
                                  default=getattr(defaults, f.name), annotation=f.type)
@@ -399,7 +429,8 @@ def _fit(ctx, run: RunDir, data: SeqDataset, described: dict, config: TrainConfi
     if resumed and run.has_train_state():
         epoch, stopper, history = _restore(run, model, optimizer, config)
     if ctx.is_main:  # after the checks above: a refused resume leaves the run as it was
-        run.write_train_args(config, described, ctx.world_size)
+        started_by = run.train_args().get("famekit_version") if resumed else None
+        run.write_train_args(config, described, ctx.world_size, famekit_version=started_by)
 
     batches = NextItemBatches(data.split().train_sequences(), config.max_len, config.batch_size)
     if len(batches) < ctx.world_size:
@@ -510,7 +541,7 @@ def _validate(ctx, model, data: SeqDataset, described: dict, config: TrainConfig
         valid = {m: float(valid[m]) for m in METRIC_NAMES}
         row.update({f"valid_{m}": value for m, value in valid.items()})
         if stopper.update(epoch, valid):
-            run.save_model(model, described,
+            run.save_model(model, described["name"], data.fingerprint,
                            _summary(config, described, stopper, epoch, "running"))
         stop[0] = float(stopper.stopped)
         epoch_bar.set_postfix(loss=f"{row['train_loss']:.4f}",
@@ -528,7 +559,7 @@ def _finish(ctx, run: RunDir, data: SeqDataset, described: dict, config: TrainCo
     test = {m: float(metrics[m]) for m in METRIC_NAMES}
     test["users"] = int(metrics["users"])
     summary = _summary(config, described, stopper, epoch, "finished", test=test)
-    run.save_model(best.model, described, summary)
+    run.save_model(best.model, described["name"], data.fingerprint, summary)
     run.write_metrics("finished", history, summary)
     return test
 
