@@ -1504,3 +1504,56 @@ TRAIN_STATE_CASES = [
 @pytest.mark.parametrize("case", TRAIN_STATE_CASES, ids=_ids(TRAIN_STATE_CASES))
 def test_train_state_is_checked_before_allocating(case: Case, tmp_path, trained_run):
     _expect(case, tmp_path, trained_run)
+
+
+# ======================================================== round 2: the processed-dataset cache
+def _forged_npz(claimed_elements: int):
+    """A cached entry whose array header claims ``claimed_elements`` int64s in 80 bytes."""
+    def act(tmp: Path, ctx):
+        import io
+        import zipfile
+
+        path = fetch.save_processed("forged", "k", {"a": np.arange(10)}, {"m": 1}, cache_dir=tmp)
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(
+            header, {"descr": "<i8", "fortran_order": False, "shape": (claimed_elements,)})
+        meta = io.BytesIO()
+        np.save(meta, np.frombuffer(b'{"m": 1}', dtype=np.uint8))
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("a.npy", header.getvalue() + b"\0" * 80)
+            archive.writestr("meta_json.npy", meta.getvalue())
+        return fetch.load_processed("forged", "k", cache_dir=tmp), path
+    return act
+
+
+def _cache_on_a_full_disk(tmp: Path, ctx):
+    import errno
+    from unittest import mock
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with mock.patch.object(np, "savez", full):
+        fetch.save_processed("full", "k", {"a": np.arange(10)}, {"m": 1}, cache_dir=tmp)
+
+
+def _rebuilt(result, tmp: Path) -> None:
+    loaded, path = result
+    assert loaded is None and not path.exists()  # refused and removed: the caller rebuilds it
+
+
+def _nothing_left_behind(error, tmp: Path) -> None:
+    assert not [p for p in tmp.rglob("*") if p.is_file()], "a partial cache file was left"
+
+
+CACHE_CASES = [
+    Case("npz-claims-1e11-elements", _forged_npz(10**11), None, check=_rebuilt),
+    Case("npz-array-shorter-than-its-header", _forged_npz(11), None, check=_rebuilt),
+    Case("cache-write-on-a-full-disk", _cache_on_a_full_disk, CacheError,
+         ("full-", "No space left", "FAMEKIT_CACHE"), check=_nothing_left_behind),
+]
+
+
+@pytest.mark.parametrize("case", CACHE_CASES, ids=_ids(CACHE_CASES))
+def test_the_processed_cache_is_checked_before_allocating(case: Case, tmp_path):
+    _expect(case, tmp_path)

@@ -488,13 +488,33 @@ def save_processed(name: str, key: str, arrays: dict[str, np.ndarray], meta: dic
     # Streamed to a temporary file (not built in memory: a large dataset's arrays would be
     # held twice), then renamed into place.
     with _temporary_file(directory, path.name) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, **payload)
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as f:
+                np.savez(f, **payload)
+            os.replace(tmp, path)
+        except OSError as e:  # e.g. a full disk: the dataset is built, only its cache fails
+            raise CacheError(f"cannot write the processed dataset {path} ({e.strerror or e}). "
+                             f"Fix: {_CACHE_FIX}") from None
     for stale in directory.glob(f"{name}-*.npz"):
         if stale != path and len(stale.stem) == len(path.stem):
             _unlink_quietly(stale)
     return path
+
+
+def _check_npz_sizes(path: Path) -> None:
+    """Refuse (ValueError) a cached ``.npz`` whose arrays claim more bytes than their members
+    hold: an edited header must not make numpy allocate what the file does not contain."""
+    with zipfile.ZipFile(path) as archive:
+        for member in archive.infolist():
+            with archive.open(member) as handle:
+                major, _ = np.lib.format.read_magic(handle)
+                read_header = (np.lib.format.read_array_header_1_0 if major == 1
+                               else np.lib.format.read_array_header_2_0)
+                shape, _, dtype = read_header(handle)
+                claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+                if claimed > member.file_size:
+                    raise ValueError(f"{member.filename} claims {claimed} bytes in a "
+                                     f"{member.file_size}-byte member")
 
 
 def load_processed(name: str, key: str, cache_dir=None
@@ -504,6 +524,7 @@ def load_processed(name: str, key: str, cache_dir=None
     if not path.exists():
         return None
     try:
+        _check_npz_sizes(path)
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files if k != "meta_json"}
             meta = json.loads(data["meta_json"].tobytes().decode("utf-8"))
