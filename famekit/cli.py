@@ -94,6 +94,14 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(flag, dest=name, default=None, **keywords)
 
 
+def _add_unverified_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-unverified", action="store_true",
+        help="load dataset files famekit has no recorded sha256 for (ml-1m's ratings.dat, "
+             "ml-20m's ratings.csv and movies.csv) unverified; the same as "
+             "FAMEKIT_ALLOW_UNVERIFIED=1. Without it such files are refused")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="famekit",
@@ -121,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
     train.add_argument("--overwrite", action="store_true", help="replace a finished run")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_unverified_flag(train)
 
     # -- evaluate
     evaluate = sub.add_parser("evaluate", help="full-ranking metrics of a trained run",
@@ -134,12 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
                           help="users per batch (256)")
     evaluate.add_argument("--device", help="cpu, cuda or cuda:N")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_unverified_flag(evaluate)
 
     # -- data info
     data_cmd = sub.add_parser("data", help="dataset commands")
     data_sub = data_cmd.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
     info = data_sub.add_parser("info", help="statistics table of datasets")
     add_info_arguments(info)
+    _add_unverified_flag(info)
 
     # -- report
     report = sub.add_parser(
@@ -174,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--no-retrain", action="store_true",
                         help="with --check: skip the retraining part")
     report.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_unverified_flag(report)
     return parser
 
 
@@ -321,6 +333,10 @@ COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "data": _cmd_data,
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI on ``argv`` (default: the process arguments); returns the exit status."""
     args = build_parser().parse_args(argv)
+    if getattr(args, "allow_unverified", False):
+        from famekit.datasets.fetch import UNVERIFIED_ENV
+
+        os.environ[UNVERIFIED_ENV] = "1"  # this process and the notebook kernels it starts
     try:
         return COMMANDS[args.command](args)
     except FamekitError as exc:

@@ -266,3 +266,18 @@ def test_a_damaged_run_directory_is_a_one_line_error(finished_run, tmp_path, cap
     err = capsys.readouterr().err
     assert err.startswith("famekit: error: ") and "train_args.json" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_allow_unverified_is_an_explicit_flag_of_the_data_loading_commands(monkeypatch,
+                                                                          tmp_path):
+    import os
+
+    from famekit.datasets.fetch import UNVERIFIED_ENV
+
+    for argv in (["evaluate", str(tmp_path / "none")], ["train", "--resume", str(tmp_path / "no")],
+                 ["report", "--check", "--out", str(tmp_path)]):
+        monkeypatch.setenv(UNVERIFIED_ENV, "0")
+        assert main(argv) == 2 and os.environ[UNVERIFIED_ENV] == "0"  # not without the flag
+        assert main([*argv, "--allow-unverified"]) == 2
+        assert os.environ[UNVERIFIED_ENV] == "1"
+    assert build_parser().parse_args(["data", "info", "--allow-unverified"]).allow_unverified

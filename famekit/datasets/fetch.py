@@ -317,7 +317,8 @@ def check_zip(path: Path, members: dict[str, str], url: str, parsed: tuple[str, 
         raise ChecksumError(
             f"{url}: famekit has no recorded sha256 for {', '.join(unpinned)}, so a forged "
             f"archive would load as the real one. Fix: if you trust this copy, opt in with "
-            f"{UNVERIFIED_ENV}=1 (the dataset is then loaded unverified)")
+            f"--allow-unverified (famekit commands) or {UNVERIFIED_ENV}=1 (the dataset is then "
+            "loaded unverified)")
     try:
         with zipfile.ZipFile(path) as archive:
             for info in archive.infolist():  # declared sizes, before anything is inflated
