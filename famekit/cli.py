@@ -127,7 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", metavar="RUN_DIR",
                        help="run directory (default $FAMEKIT_RUNS or runs/<data>-<model>-seed<s>)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
-    train.add_argument("--overwrite", action="store_true", help="replace a finished run")
+    train.add_argument("--overwrite", action="store_true",
+                       help="replace a finished run, or write into a non-empty folder that holds "
+                            "no famekit run (only famekit's own file names are replaced)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     _add_unverified_flag(train)
 
