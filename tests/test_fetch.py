@@ -6,7 +6,6 @@ None of these tests needs the shared data folder: they serve small generated fil
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import zipfile
 from pathlib import Path
@@ -15,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from mirror import build_zip, closed_port
+from worlds import zip_bytes
 
 from famekit import datasets
 from famekit.datasets import fetch
@@ -200,12 +200,7 @@ def test_unknown_option_names_the_option(mirror_env, tmp_path):
 ZIP_URL = "https://example.org/data/archive.zip"
 
 
-def _zip_bytes(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
+_zip_bytes = zip_bytes
 
 
 def _zip_remote(members: dict[str, str]) -> fetch.RemoteFile:

@@ -38,6 +38,7 @@ import numpy as np
 import pytest
 import torch
 from mirror import closed_port
+from worlds import zip_bytes
 
 from famekit.checkpoints import load_run, save_model
 from famekit.datasets import SeqDataset, fetch, load, load_files
@@ -1328,15 +1329,7 @@ def test_sizes_are_checked_before_allocating(case: Case, tmp_path):
 
 
 # ====================================================== round 2: archives and downloads, bounded
-def _zip_bytes(members: dict[str, bytes]) -> bytes:
-    import io
-    import zipfile
-
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
+_zip_bytes = zip_bytes
 
 
 def _forged_movielens(name: str, members: dict[str, bytes], opt_in: bool = False):

@@ -1,4 +1,4 @@
-"""Small datasets that many test files build (import: ``from worlds import random_dataset``).
+"""Small datasets and archives that several test files build (``from worlds import ...``).
 
 The synthetic facet worlds with planted truth come from ``famekit.datasets.synthetic.generate``
 (and the session fixtures ``tiny_world`` / ``tiny_fame_run`` in ``conftest.py``); the datasets
@@ -7,6 +7,9 @@ checkpoints, evaluation) where what the model learns does not matter.
 """
 
 from __future__ import annotations
+
+import io
+import zipfile
 
 import numpy as np
 
@@ -21,3 +24,12 @@ def random_dataset(name: str = "tiny", n_users: int = 12, n_items: int = 20,
     sequences = [rng.integers(1, n_items + 1, size=rng.integers(3, longest))
                  for _ in range(n_users)]
     return SeqDataset.from_sequences(name, sequences, n_items=n_items)
+
+
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    """A deflated zip archive holding ``members`` (name -> bytes), built in memory."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
