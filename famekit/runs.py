@@ -280,19 +280,25 @@ class RunDir:
     def load_dataset(self) -> SeqDataset:
         """The dataset the run was trained on, reloaded and fingerprint-checked.
 
-        Only a run started by famekit train can say how to load its data again: a run saved by
-        :func:`famekit.checkpoints.save_model` alone records the dataset's name and fingerprint,
-        not its options or files, and is refused here (pass its dataset yourself).
+        A run saved by :func:`famekit.checkpoints.save_model` alone records only the dataset's
+        name and fingerprint: it is reloaded as that registered dataset with default options,
+        and refused (pass its dataset yourself) when there is no such dataset or its data differ.
         """
-        self.require()
-        if not (self.path / TRAIN_ARGS_FILE).is_file():
+        described = self.dataset_description()
+        if (self.path / TRAIN_ARGS_FILE).is_file():
+            return load_described_dataset(described)
+        from famekit.errors import UnknownNameError
+
+        try:
+            return load_described_dataset(described)
+        except (CheckpointError, UnknownNameError):
             raise CheckpointError(
-                f"{self.path} has no {TRAIN_ARGS_FILE} to reload its dataset from (a run saved "
-                "by save_model alone records only the dataset's name). Fix: pass the dataset "
+                f"{self.path} has no {TRAIN_ARGS_FILE} to reload its dataset from, and its "
+                f"{CONFIG_FILE} names {described['name']!r}, which is not a registered dataset "
+                "with default options and the recorded fingerprint. Fix: pass the dataset "
                 "explicitly, e.g. famekit.load(run_dir, dataset=...) or UserExplorer(run, "
                 "dataset)"
-            )
-        return load_described_dataset(self.dataset_description())
+            ) from None
 
     def check_dataset(self, dataset: SeqDataset) -> None:
         """Refuse a dataset other than the one the run was trained on (fingerprints differ)."""

@@ -244,3 +244,20 @@ def test_a_notebook_is_told_before_a_default_run_is_trained_in_its_cell(tmp_path
     assert "training the default fame run of 'synthetic'" in said and str(tmp_path) in said
     workspace.open_run("synthetic", quick=True, progress=False)
     assert capsys.readouterr().out == ""  # cached: nothing to say
+
+
+def test_a_weights_only_run_of_a_registered_dataset_still_reloads_it(tmp_path):
+    from famekit.checkpoints import save_model
+    from famekit.datasets import load
+
+    world = load("synthetic", n_users=200, n_items=200)
+    default = load("synthetic")
+    run = tmp_path / "weights-only"
+    model = train(world, out_dir=tmp_path / "trained", **TINY).run_dir
+    loaded = RunDir(model).load()
+    save_model(run, loaded.model, dataset_name="synthetic",
+               dataset_fingerprint=default.fingerprint)
+    assert RunDir(run).load_dataset().fingerprint == default.fingerprint  # as famekit evaluate did
+    save_model(run, loaded.model, dataset_name="synthetic", dataset_fingerprint=world.fingerprint)
+    with pytest.raises(CheckpointError, match="pass the dataset explicitly"):
+        RunDir(run).load_dataset()  # options not recorded: refused, not guessed
