@@ -148,15 +148,17 @@ def test_explorer_in_jupyterlab_reacts_to_the_user_slider(browser, jupyterlab):
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=90_000)
     page.locator(".jp-Notebook").first.click()
     page.keyboard.press("Escape")
-    # Run > Run All Cells. A click that lands before the kernel is connected runs nothing,
-    # so repeat it until the first code cell shows an execution prompt ([*] or [1]).
+    # Run > Run All Cells. A click that lands before the kernel is connected runs nothing, and
+    # under load one was seen to run only the first cell; so repeat it until every code cell
+    # is queued or done ([*] or [n]: running the parameters cell twice is harmless).
     for _attempt in range(6):
         page.get_by_role("menuitem", name="Run", exact=True).click()
         page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
         try:
             page.wait_for_function(
-                "[...document.querySelectorAll('.jp-InputArea-prompt')]"
-                ".some(p => /\\[(\\*|\\d+)\\]/.test(p.textContent))", timeout=30_000)
+                "(ps => ps.length > 0 && ps.every(p => /\\[(\\*|\\d+)\\]/.test(p.textContent)))"
+                "([...document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')])",
+                timeout=30_000)
             break
         except Exception:
             continue
