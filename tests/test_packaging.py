@@ -66,7 +66,7 @@ def test_pytest_markers_are_declared():
 # folder, or a Windows drive. System paths a user types (the browser, a device) are not the
 # machine's own.
 _MACHINE_PATH = re.compile(r"(?<![\w.~/-])(/(?:home|root|work|tmp|Users|private/var)/[\w.-]+"
-                           r"|[A-Z]:\\Users)")
+                           r"|[A-Z]:" r"\\Users)")  # (split: this file holds no such path)
 
 
 def _tracked_text_files():
@@ -89,10 +89,11 @@ def test_no_tracked_file_carries_a_path_of_the_machine_that_wrote_it():
 
 
 def test_the_path_scan_sees_what_it_is_meant_to_see():
-    root = "/"  # spelled apart, so that this file does not hold the paths it looks for
+    root, sep = "/", "\\"  # spelled apart, so that this file holds no path it looks for
     for text in (f'"input_path": "{root}work/main/notebooks/00.ipynb"', f"run_dir: {root}root/x",
-                 f"see {root}home/ana/famekit", f"cd {root}tmp/abc123", "C:\\Users\\ana"):
+                 f"see {root}home/ana/famekit", f"cd {root}tmp/abc123", f"C:{sep}Users{sep}ana"):
         assert _MACHINE_PATH.search(text), text
     for text in (f"{root}usr/bin/chromium", f"--sequences {root}dev/zero",
-                 "reports/synthetic/runs/x", "https://example.org/work/x", "~/.cache/famekit"):
+                 "reports/synthetic/runs/x", f"https://example.org{root}work/x",
+                 "~/.cache/famekit"):
         assert not _MACHINE_PATH.search(text), text
