@@ -278,12 +278,14 @@ def train(dataset: str | SeqDataset | None = None, *positional, config: TrainCon
             raise ParameterError(f"train() takes at most {len(_POSITIONAL) + 1} positional "
                                  "arguments. Fix: pass options by name, e.g. kind='sasrec'")
         given = dict(zip(_POSITIONAL, positional))
-        clash = sorted(set(given) & set(options))
+        local = {"out_dir": out_dir, "device": device, "progress": progress, "resume": resume,
+                 "overwrite": overwrite, "threads": threads, "dataset_options": dataset_options}
+        named = set(options) | {k for k, v in local.items()
+                                if v != inspect.signature(train).parameters[k].default}
+        clash = sorted(set(given) & named)
         if clash:
             raise ParameterError(f"{clash} given twice (by position and by name). Fix: pass "
                                  "each option once, by name")
-        local = {"out_dir": out_dir, "device": device, "progress": progress, "resume": resume,
-                 "overwrite": overwrite, "threads": threads, "dataset_options": dataset_options}
         for name in list(given):
             if name in local:
                 local[name] = given.pop(name)

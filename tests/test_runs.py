@@ -216,6 +216,8 @@ def test_positional_options_and_none_keep_their_first_version_meaning(tmp_path):
     assert len(resumed.history) == 2
     with pytest.raises(ParameterError, match="given twice"):
         train(dataset, "sasrec", kind="fame")
+    with pytest.raises(ParameterError, match="given twice"):
+        train(dataset, "sasrec", tmp_path / "a", out_dir=tmp_path / "b")
 
 
 def test_resume_keeps_the_version_that_started_the_run(tmp_path):
