@@ -233,6 +233,27 @@ class Run:
     meta: dict[str, Any]
     run_dir: Path
 
+    @property
+    def facets(self) -> tuple[str, ...]:
+        """The metadata fields on heads 0..k-1 of a FAME+ run (``()`` for any other run, and
+        for a run whose facet loss trained the whole embedding). Read from config.json's
+        summary; anything but a list of names there counts as none."""
+        summary = self.meta.get("summary")
+        if not isinstance(summary, dict) or summary.get("facet_target", "heads") != "heads":
+            return ()
+        facets = summary.get("facets")
+        if not isinstance(facets, list) or not all(isinstance(f, str) for f in facets):
+            return ()
+        n_heads = getattr(self.config, "n_heads", 0)
+        return tuple(facets[:n_heads])
+
+    @property
+    def head_labels(self) -> list[str]:
+        """``["head 0 · genre", ..., "head 3"]`` (plain ``"head h"`` where no facet is set)."""
+        from famekit.facets import head_labels
+
+        return head_labels(getattr(self.config, "n_heads", 0), self.facets)
+
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The plain module behind DDP (``.module``) and torch.compile (``._orig_mod``) wrappers,

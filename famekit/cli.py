@@ -75,7 +75,8 @@ def _config_flags() -> list[tuple[str, str, dict]]:
 
 
 def _flag_keywords(default, help_text: str, choices) -> dict:
-    keywords: dict = {"help": f"{help_text} (default {default})"}
+    shown = (",".join(default) or "none") if isinstance(default, tuple) else default
+    keywords: dict = {"help": f"{help_text} (default {shown})"}
     if choices:
         keywords["choices"] = choices
     elif isinstance(default, int):

@@ -37,7 +37,7 @@ from famekit.validation import is_real_number, is_whole_number
 
 __all__ = ["FAME", "FAMELayer", "ModelConfig", "SASRec", "SequentialRecommender", "build_model"]
 
-MODEL_KINDS = ("fame", "sasrec")
+# MODEL_KINDS (the registered kinds, in order) is defined after the classes, from MODELS.
 SUB_EMBEDDINGS = ("learned", "slice")
 FUSED_SCALES = ("heads", "none")
 MIXERS = ("learned", "uniform")
@@ -173,10 +173,9 @@ def build_model(cfg: ModelConfig) -> SequentialRecommender:
             f"build_model needs a ModelConfig, got {type(cfg).__name__}. "
             "Fix: build_model(ModelConfig(n_items=...)) or ModelConfig.from_dict(d)"
         )
-    kinds = {"fame": FAME, "sasrec": SASRec}
-    if cfg.kind not in kinds:  # unreachable after validation; kept for subclassed configs
-        raise UnknownNameError("model kind", cfg.kind, kinds)
-    return kinds[cfg.kind](cfg)
+    if cfg.kind not in MODELS:  # unreachable after validation; kept for subclassed configs
+        raise UnknownNameError("model kind", cfg.kind, MODELS)
+    return MODELS[cfg.kind](cfg)
 
 
 # ---------------------------------------------------------------------------------- layers
@@ -408,6 +407,11 @@ class SequentialRecommender(HookedRootModule):
     def item_table(self) -> torch.Tensor:
         raise NotImplementedError
 
+    def item_vectors(self, items: torch.Tensor) -> torch.Tensor:
+        """[M] item ids -> [M, d]: their rows of ``item_table()``, without building the whole
+        table (what an objective on a sample of items needs; gradients flow)."""
+        return self.item_embed(items)  # [M, d]
+
     # -------------------------------------------------------------- shared computation
     def _check_ids(self, name: str, ids: torch.Tensor, like: torch.Tensor | None = None) -> None:
         if not isinstance(ids, torch.Tensor) or ids.dtype not in (torch.int64, torch.int32):
@@ -574,6 +578,11 @@ class FAME(SequentialRecommender):
                 self._table_cache = (key, weight @ proj)  # [V+1, d]
         return self._table_cache[1]
 
+    def item_vectors(self, items: torch.Tensor) -> torch.Tensor:
+        """[M] item ids -> [M, d] = E[items] W_f, i.e. [x^1; ...; x^H] of those items."""
+        rows = self.item_embed(items)  # [M, d]
+        return rows if self.item_projection is None else rows @ self.item_projection
+
     def train(self, mode: bool = True):
         self._table_cache = None
         return super().train(mode)
@@ -593,3 +602,8 @@ class FAME(SequentialRecommender):
         return self.item_table().reshape(  # [V+1, d] -> [V+1, H, d']
             cfg.n_items + 1, cfg.n_heads, cfg.d_head
         )
+
+
+# The model kinds: a variant registers here in one line (its class takes a ModelConfig).
+MODELS: dict[str, type[SequentialRecommender]] = {"fame": FAME, "sasrec": SASRec}
+MODEL_KINDS = tuple(MODELS)

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from famekit.errors import CheckpointError, ParameterError
-from famekit.model import MIXERS, MODEL_KINDS, ModelConfig
-from famekit.validation import check_choice, check_int, check_number
+from famekit.facets import FACET_SCHEDULES, FACET_TARGETS
+from famekit.model import MIXERS, MODEL_KINDS, MODELS, ModelConfig
+from famekit.validation import check_choice, check_int, check_name, check_number
 
 __all__ = ["LOSS_WEIGHTINGS", "MODEL_FLAGS", "RESUMABLE", "SELECTION_METRIC", "TrainConfig"]
 
@@ -34,7 +35,9 @@ RESUMABLE = ("epochs", "patience")
 # ModelConfig fields that train() and the dataset set themselves, not model options.
 _SET_BY_TRAINING = ("n_items", "kind", "max_len")
 # Fields added after runs were first written: a train_args.json without them means this.
-_ADDED_FIELDS = {"loss_weighting": "batch"}
+_ADDED_FIELDS = {"loss_weighting": "batch", "facets": (), "facet_schedule": "both",
+                 "facet_target": "heads", "facet_weight": 1.0, "facet_temperature": 0.1,
+                 "facet_items": 512, "facet_pretrain_steps": 600}
 
 
 def _option(help: str, flag: str | None = None, choices: tuple[str, ...] | None = None,
@@ -71,13 +74,34 @@ class TrainConfig:
     loss_weighting: str = field(default="batch", metadata=_option(
         "'batch': every batch's mean weighs the same; 'target': every training target "
         "weighs the same over the epoch", choices=LOSS_WEIGHTINGS))
+    # FAME+ (famekit.facets, docs/fame-spec.md §7): metadata fields put on heads 0..k-1 by a
+    # supervised contrastive loss on their item sub-embeddings; () = plain FAME / SASRec.
+    facets: tuple[str, ...] = field(default=(), metadata=_option(
+        "FAME+: metadata fields for heads 0..k-1, comma-separated (e.g. genre,brand,price_tier)"))
+    # Choice: "both" (pre-train, then keep the loss in every step), measured against the
+    # paper's pre-training only: docs/decisions.md, "FAME+ facet schedule".
+    facet_schedule: str = field(default="both", metadata=_option(
+        "FAME+: 'pretrain' (before sequential training only), 'joint' (during it only) or "
+        "'both'", choices=FACET_SCHEDULES))
+    facet_target: str = field(default="heads", metadata=_option(
+        "FAME+: 'heads' (facet k on head k) or 'embedding' (the whole item embedding: the "
+        "SASRec + metadata baseline)", choices=FACET_TARGETS))
+    facet_weight: float = field(default=1.0, metadata=_option(
+        "FAME+: weight of the facet loss beside the cross-entropy"))
+    facet_temperature: float = field(default=0.1, metadata=_option(
+        "FAME+: temperature of the supervised contrastive loss"))
+    facet_items: int = field(default=512, metadata=_option(
+        "FAME+: items sampled per facet-loss step", minimum=2))
+    facet_pretrain_steps: int = field(default=600, metadata=_option(
+        "FAME+: pre-training steps (one facet per step, in turn)", minimum=1))
     # ModelConfig fields that differ from the model's own defaults (d_model, n_heads, ...).
     model_options: Mapping[str, Any] = field(default_factory=dict, metadata={"flag": ""})
 
     def __post_init__(self) -> None:
         if self.kind not in MODEL_KINDS:
-            raise ParameterError(f"kind must be 'fame' or 'sasrec', got {self.kind!r}. "
-                                 "Fix: pass kind='fame' (--model fame) or 'sasrec'")
+            raise ParameterError(f"kind must be {' or '.join(map(repr, MODELS))}, got "
+                                 f"{self.kind!r}. Fix: pass kind='fame' (--model fame) or "
+                                 "'sasrec'")
         for spec in dataclasses.fields(self):
             minimum = spec.metadata.get("minimum")
             if minimum is not None:
@@ -88,12 +112,31 @@ class TrainConfig:
         object.__setattr__(self, "lr", check_number("lr", self.lr, positive=True,
                                                     fix="pass lr=1e-3"))
         check_choice("loss_weighting", self.loss_weighting, LOSS_WEIGHTINGS)
+        for name in ("facet_weight", "facet_temperature"):
+            object.__setattr__(self, name, check_number(
+                name, getattr(self, name), positive=True,
+                fix=f"pass {name}={TrainConfig.__dataclass_fields__[name].default}"))
+        check_choice("facet_schedule", self.facet_schedule, FACET_SCHEDULES)
+        check_choice("facet_target", self.facet_target, FACET_TARGETS)
+        object.__setattr__(self, "facets", _facet_names(self.facets))
         if not isinstance(self.model_options, Mapping):
             raise ParameterError(f"model_options must be a dict of ModelConfig fields, got "
                                  f"{type(self.model_options).__name__}. Fix: e.g. "
                                  "model_options={'d_model': 32}")
         object.__setattr__(self, "model_options", dict(self.model_options))
-        self.model_config(n_items=1)  # unknown or invalid model options fail here, early
+        model = self.model_config(n_items=1)  # unknown or invalid model options fail here
+        if self.facets and self.facet_target == "heads":
+            if not hasattr(MODELS[self.kind], "item_sub_embeddings"):
+                raise ParameterError(
+                    f"facets={list(self.facets)} for a {self.kind} run: {self.kind} has no heads "
+                    "to assign facets to. Fix: pass facet_target='embedding' (--facet-target "
+                    "embedding) to train its whole item embedding with the same objective (the "
+                    "SASRec + metadata baseline), or kind='fame' for FAME+")
+            if len(self.facets) > model.n_heads:
+                raise ParameterError(
+                    f"{len(self.facets)} facets ({', '.join(self.facets)}) for {model.n_heads} "
+                    f"heads: each facet takes one head. Fix: pass at most {model.n_heads} "
+                    "facets, or more heads (n_heads=, --heads)")
 
     # ------------------------------------------------------------------- derived
     def model_config(self, n_items: int) -> ModelConfig:
@@ -151,14 +194,18 @@ class TrainConfig:
     # ------------------------------------------------------------------- storage
     def to_dict(self) -> dict[str, Any]:
         """The fields as JSON-ready values, in declaration order (``train_args.json``)."""
-        return {f.name: (dict(getattr(self, f.name)) if f.name == "model_options"
-                         else getattr(self, f.name)) for f in dataclasses.fields(self)}
+        def plain(value):
+            return dict(value) if isinstance(value, Mapping) else (
+                list(value) if isinstance(value, tuple) else value)
+        return {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     @classmethod
     def from_saved(cls, saved: dict, path: Path) -> TrainConfig:
         """The configuration a ``train_args.json`` holds (extra keys such as the dataset
         description are ignored); a damaged file is a CheckpointError naming it."""
         saved = {**_ADDED_FIELDS, **saved}
+        if isinstance(saved.get("facets"), list):  # JSON has no tuples
+            saved["facets"] = tuple(saved["facets"])
         names = [f.name for f in dataclasses.fields(cls)]
         missing = [n for n in names if n not in saved]
         if missing or not isinstance(saved.get("model_options"), dict):
@@ -171,6 +218,25 @@ class TrainConfig:
         except ParameterError as exc:
             raise CheckpointError(f"{path} holds an invalid configuration ({exc}). Fix: "
                                   "restore the file, or start the run again") from None
+
+
+def _facet_names(value) -> tuple[str, ...]:
+    """facets as a tuple of field names: a list/tuple, or one comma-separated string (the
+    CLI's ``--facets genre,brand``); repeated names are refused."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, (list, tuple)):
+        raise ParameterError(f"facets must be a list of field names, got "
+                             f"{type(value).__name__}. Fix: e.g. facets=['genre', 'brand']")
+    names = tuple(check_name("facet", name, fix="pass metadata field names, e.g. "
+                                               "facets=['genre', 'brand']") for name in value)
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ParameterError(f"facet field(s) {repeated} given twice. Fix: give each field once "
+                             "(heads 0..k-1 take the fields in order)")
+    return names
 
 
 def model_option_names() -> list[str]:

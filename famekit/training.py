@@ -35,6 +35,7 @@ import inspect
 import math
 import os
 import time
+from collections.abc import Callable
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,7 @@ from famekit.checkpoints import restore_rng_state
 from famekit.datasets import DEFAULT_DATASET, SeqDataset
 from famekit.errors import CheckpointError, ParameterError
 from famekit.evaluation import METRIC_NAMES, evaluate
+from famekit.facets import FacetObjective, resolve_facets
 from famekit.model import ModelConfig, build_model
 from famekit.runs import (
     TRAIN_ARGS_FILE,
@@ -77,6 +79,7 @@ __all__ = [
     "default_run_dir",
     "epoch_rng",
     "load_dataset_of",
+    "pretrain_facets",
     "run_status",
     "seed_torch_for_epoch",
     "train",
@@ -177,8 +180,8 @@ class EarlyStopping:
 
 # ------------------------------------------------------------------------------- the loop
 def train_epoch(model, optimizer, batches: NextItemBatches, epoch_batches, ctx=None,
-                autocast=nullcontext, bar=None, loss_weighting: str = "batch"
-                ) -> tuple[float, int]:
+                autocast=nullcontext, bar=None, loss_weighting: str = "batch",
+                extra_loss: Callable[[int], torch.Tensor] | None = None) -> tuple[float, int]:
     """One pass over the epoch's batches; returns (mean train loss, targets) over all ranks.
 
     ``loss_weighting="batch"``: each step minimises its batch's mean cross-entropy, so every
@@ -191,6 +194,9 @@ def train_epoch(model, optimizer, batches: NextItemBatches, epoch_batches, ctx=N
     ``epoch_batches`` is ``batches.epoch(epoch_rng(seed, epoch))``; ``ctx`` the process's place
     in a torchrun job (default: one process); ``autocast`` a context factory (bf16 on CUDA);
     ``bar`` a tqdm bar advanced per batch. Benchmarks time exactly this function.
+    ``extra_loss(step)``: a term added to every step's objective after the weighting above
+    (FAME+'s facet loss, :meth:`famekit.facets.FacetObjective.loss`); the returned mean loss
+    stays the cross-entropy alone, so that it is comparable with runs without it.
     """
     if ctx is None:  # one process, wherever the model is
         ctx = distributed.DistContext(device=next(model.parameters()).device)
@@ -218,6 +224,8 @@ def train_epoch(model, optimizer, batches: NextItemBatches, epoch_batches, ctx=N
             global_targets = local_targets
         if loss_weighting == "target":  # batch mean -> batch sum / epoch's mean batch size
             objective = objective * (global_targets / mean_batch_targets)
+        if extra_loss is not None:
+            objective = objective + extra_loss(step)
         optimizer.zero_grad(set_to_none=True)
         objective.backward()
         optimizer.step()
@@ -233,34 +241,27 @@ def train_epoch(model, optimizer, batches: NextItemBatches, epoch_batches, ctx=N
 
 
 
-# The first version's positional order after the dataset; positional calls keep working.
-_POSITIONAL = ("kind", "out_dir", "epochs", "patience", "batch_size", "lr", "seed", "device",
-               "max_len", "eval_every", "progress", "resume", "overwrite", "threads",
-               "eval_batch_size", "dataset_options", "loss_weighting")
-
-
-def train(dataset: str | SeqDataset | None = None, *positional, config: TrainConfig | None = None,
+def train(dataset: str | SeqDataset | None = None, config: TrainConfig | None = None, *,
           out_dir=None, device=None, progress: bool = True, resume=None,
           overwrite: bool = False, threads: int | None = None,
           dataset_options: dict | None = None, **options) -> TrainResult:
-    """Train a FAME or SASRec model with early stopping; see the module docstring.
+    """Train a FAME, FAME+ or SASRec model with early stopping; see the module docstring.
 
     Args:
         dataset: a registered name (``"synthetic"``, ``"beauty"``, ...) or a :class:`SeqDataset`;
             default ``"synthetic"`` (on resume: the run's own dataset).
-        config: a :class:`~famekit.train_config.TrainConfig` (default: its defaults); may also
-            be the second positional argument. Positional options after the dataset keep the
-            first version's order (``kind``, ``out_dir``, ``epochs``, ``patience``, ...).
+        config: a :class:`~famekit.train_config.TrainConfig` (default: its defaults).
         **options: fields of the configuration by name, replacing the config's (``kind``,
             ``epochs``, ``patience``, ``batch_size``, ``lr``, ``seed``, ``max_len``,
-            ``eval_every``, ``eval_batch_size``, ``loss_weighting``) and model options
+            ``eval_every``, ``eval_batch_size``, ``loss_weighting``, ``facets`` and the other
+            ``facet_*`` options of FAME+) and model options
             (:class:`famekit.model.ModelConfig` fields: ``d_model``, ``n_layers``, ``n_heads``,
             ``n_experts``, ``dropout``, ...). On resume only ``epochs`` and ``patience`` may
             change (a new total extends a run); any other option must equal the saved value.
-            ``None`` means "not given".
+            ``None`` means "not given". Options are keywords only.
         out_dir: run directory; default :func:`famekit.runs.default_run_dir`.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``; default CUDA when available (bf16 autocast).
-        progress: tqdm bars over epochs and batches.
+        progress: tqdm bars over pre-training, epochs and batches.
         resume: a run directory to continue from its last finished epoch (its own
             ``train_args.json`` defines the run).
         overwrite: replace an existing run in ``out_dir`` instead of refusing.
@@ -271,25 +272,6 @@ def train(dataset: str | SeqDataset | None = None, *positional, config: TrainCon
         ParameterError: an invalid argument.  CheckpointError: the run directory already holds
         a run (without ``overwrite``/``resume``), or a resumed run is missing or damaged.
     """
-    if positional and isinstance(positional[0], TrainConfig):  # train(dataset, config)
-        config, positional = positional[0], positional[1:]
-    elif positional:  # the first version's order: train(dataset, kind, out_dir, epochs, ...)
-        if len(positional) > len(_POSITIONAL):
-            raise ParameterError(f"train() takes at most {len(_POSITIONAL) + 1} positional "
-                                 "arguments. Fix: pass options by name, e.g. kind='sasrec'")
-        given = dict(zip(_POSITIONAL, positional))
-        local = {"out_dir": out_dir, "device": device, "progress": progress, "resume": resume,
-                 "overwrite": overwrite, "threads": threads, "dataset_options": dataset_options}
-        named = set(options) | {k for k, v in local.items()
-                                if v != inspect.signature(train).parameters[k].default}
-        clash = sorted(set(given) & named)
-        if clash:
-            raise ParameterError(f"{clash} given twice (by position and by name). Fix: pass "
-                                 "each option once, by name")
-        for name in list(given):
-            if name in local:
-                local[name] = given.pop(name)
-        return train(dataset, config=config, **local, **given, **options)
     if config is not None and not isinstance(config, TrainConfig):
         raise ParameterError(
             f"config must be a TrainConfig, got {type(config).__name__} ({config!r}). Fix: pass "
@@ -427,12 +409,17 @@ def _fit(ctx, run: RunDir, data: SeqDataset, described: dict, config: TrainConfi
     stopper = EarlyStopping(patience=config.patience)
     history: list[dict] = []
     epoch = 0
+    objective = _facet_objective(config, data, model_config)
+    pretrained: dict = {}
     # A run interrupted before its first epoch finished has no train state: it starts over.
     if resumed and run.has_train_state():
-        epoch, stopper, history = _restore(run, model, optimizer, config)
+        epoch, stopper, history, pretrained = _restore(run, model, optimizer, config)
     if ctx.is_main:  # after the checks above: a refused resume leaves the run as it was
         started_by = run.train_args().get("famekit_version") if resumed else None
         run.write_train_args(config, described, ctx.world_size, famekit_version=started_by)
+    if objective is not None and epoch == 0 and config.facet_schedule in ("pretrain", "both"):
+        pretrained = pretrain_facets(model, objective, config, progress and ctx.is_main)
+    keep_facet_loss = objective is not None and config.facet_schedule in ("joint", "both")
 
     batches = NextItemBatches(data.split().train_sequences(), config.max_len, config.batch_size)
     if len(batches) < ctx.world_size:
@@ -460,11 +447,13 @@ def _fit(ctx, run: RunDir, data: SeqDataset, described: dict, config: TrainConfi
             started = time.perf_counter()
             seed_torch_for_epoch(seed, epoch, ctx.rank)
             epoch_batches = batches.epoch(epoch_rng(seed, epoch), min_rows=ctx.world_size)
+            extra = (_facet_step_loss(model, objective, config, epoch) if keep_facet_loss
+                     else None)
             with tqdm(total=len(epoch_batches), desc=f"epoch {epoch}", unit="batch",
                       leave=False, disable=not show) as batch_bar:
                 train_loss, _ = train_epoch(train_model, optimizer, batches, epoch_batches, ctx,
                                             autocast, batch_bar if show else None,
-                                            config.loss_weighting)
+                                            config.loss_weighting, extra)
             if not math.isfinite(train_loss):
                 raise ParameterError(
                     f"training diverged at epoch {epoch} (loss {train_loss}). Fix: lower lr "
@@ -481,9 +470,11 @@ def _fit(ctx, run: RunDir, data: SeqDataset, described: dict, config: TrainConfi
                 run.save_train_state(optimizer, epoch,
                                      extra_state={"model": model.state_dict(),
                                                   "early_stopping": stopper.to_dict(),
-                                                  "history": history})
+                                                  "history": history,
+                                                  "pretrain": pretrained})
                 run.write_metrics("running", history,
-                                  _summary(config, described, stopper, epoch, "running"))
+                                  _summary(config, described, stopper, epoch, "running",
+                                           pretrained=pretrained))
             epoch_bar.update(1)
     finally:
         epoch_bar.close()
@@ -493,15 +484,16 @@ def _fit(ctx, run: RunDir, data: SeqDataset, described: dict, config: TrainConfi
                          stopped_early=stopper.stopped)
     if ctx.is_main:
         result.test = _finish(ctx, run, data, described, config, stopper, epoch, history,
-                              progress)
+                              progress, pretrained)
     ctx.barrier()
     return result
 
 
 def _restore(run: RunDir, model, optimizer, config: TrainConfig
-             ) -> tuple[int, EarlyStopping, list[dict]]:
-    """(epoch, early stopping, history) of the last finished epoch; model, optimizer and RNGs
-    are restored in place. An edited train_state.json can hold anything: refused in one line."""
+             ) -> tuple[int, EarlyStopping, list[dict], dict]:
+    """(epoch, early stopping, history, pre-training record) of the last finished epoch; model,
+    optimizer and RNGs are restored in place. An edited train_state.json can hold anything:
+    refused in one line."""
     state = run.load_train_state(optimizer)
     state_file = run.path / TRAIN_STATE_JSON
     try:
@@ -520,6 +512,7 @@ def _restore(run: RunDir, model, optimizer, config: TrainConfig
         history = list(extra["history"])
         if not all(isinstance(row, dict) for row in history):
             raise TypeError("history rows must be objects")
+        pretrained = dict(extra.get("pretrain") or {})
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         raise CheckpointError(
             f"{state_file} is damaged or was edited ({type(exc).__name__}: {exc}). Fix: "
@@ -530,7 +523,7 @@ def _restore(run: RunDir, model, optimizer, config: TrainConfig
             f"{run.path} has already trained {epoch} epochs, more than epochs="
             f"{config.epochs}. Fix: pass epochs >= {epoch} (--epochs) to continue it"
         )
-    return epoch, stopper, history
+    return epoch, stopper, history, pretrained
 
 
 def _validate(ctx, model, data: SeqDataset, described: dict, config: TrainConfig, run: RunDir,
@@ -553,22 +546,29 @@ def _validate(ctx, model, data: SeqDataset, described: dict, config: TrainConfig
 
 
 def _finish(ctx, run: RunDir, data: SeqDataset, described: dict, config: TrainConfig,
-            stopper: EarlyStopping, epoch: int, history: list[dict], progress: bool) -> dict:
+            stopper: EarlyStopping, epoch: int, history: list[dict], progress: bool,
+            pretrained: dict) -> dict:
     """Reload the best weights, evaluate them on "test", record the result (rank 0 only)."""
     best = run.load(dataset=data, device=ctx.device)
     metrics = evaluate(best.model, data, split="test", batch_size=config.eval_batch_size,
                        progress=progress)
     test = {m: float(metrics[m]) for m in METRIC_NAMES}
     test["users"] = int(metrics["users"])
-    summary = _summary(config, described, stopper, epoch, "finished", test=test)
+    summary = _summary(config, described, stopper, epoch, "finished", test=test,
+                       pretrained=pretrained)
     run.save_model(best.model, described["name"], data.fingerprint, summary)
     run.write_metrics("finished", history, summary)
     return test
 
 
 def _summary(config: TrainConfig, described: dict, stopper: EarlyStopping, epoch: int,
-             status: str, test: dict | None = None) -> dict:
-    """The training summary stored in config.json and metrics.json."""
+             status: str, test: dict | None = None, pretrained: dict | None = None) -> dict:
+    """The training summary stored in config.json and metrics.json (``facets`` and
+    ``pretrain`` only for FAME+ runs, so that other runs' files stay as they were)."""
+    extra = {}
+    if config.facets:
+        extra = {"facets": list(config.facets), "facet_target": config.facet_target,
+                 "facet_schedule": config.facet_schedule, "pretrain": dict(pretrained or {})}
     return {
         "status": status,
         "kind": config.kind,
@@ -579,4 +579,62 @@ def _summary(config: TrainConfig, described: dict, stopper: EarlyStopping, epoch
         "best_valid": dict(stopper.best_valid),
         "stopped_early": stopper.stopped,
         "test": dict(test or {}),
+        **extra,
     }
+
+
+# ------------------------------------------------------------------------------- FAME+
+def _facet_objective(config: TrainConfig, data: SeqDataset, model_config: ModelConfig
+                     ) -> FacetObjective | None:
+    """The facet objective of a FAME+ run (None without facets), checked against the data."""
+    if not config.facets:
+        return None
+    labels = resolve_facets(data, config.facets, model_config.n_heads)
+    heads = list(range(len(labels))) if config.facet_target == "heads" else None
+    return FacetObjective(labels, heads, config.facet_items, config.facet_temperature)
+
+
+def _facet_rng(seed: int, epoch: int, step: int) -> np.random.Generator:
+    """The item sample of one facet-loss step (epoch 0 = pre-training)."""
+    return np.random.default_rng([seed, epoch, step, 0xFAC])
+
+
+def _facet_step_loss(model, objective: FacetObjective, config: TrainConfig, epoch: int
+                     ) -> Callable[[int], torch.Tensor]:
+    """``step -> weight * facet loss`` for the steps of one epoch (FAME+ joint schedule)."""
+    def loss(step: int) -> torch.Tensor:
+        rng = _facet_rng(config.seed, epoch, step)
+        return config.facet_weight * objective.loss(model, rng, step)
+    return loss
+
+
+def pretrain_facets(model, objective: FacetObjective, config: TrainConfig,
+                    progress: bool = False) -> dict:
+    """FAME+ pre-training: ``config.facet_pretrain_steps`` Adam steps of the facet loss alone,
+    on the item parameters it reaches (E, and W_f for FAME), before sequential training.
+
+    Deterministic for a seed (the samples come from :func:`_facet_rng` with epoch 0). Returns
+    the record kept with the run: steps, seconds, and the mean loss of the first and the last
+    10 steps of each facet.
+    """
+    params = [p for p in (model.item_embed.weight, getattr(model, "item_projection", None))
+              if p is not None]
+    optimizer = torch.optim.Adam(params, lr=config.lr)
+    model.train()
+    k = len(objective.facets)
+    window = 10 * k
+    losses = []
+    started = time.perf_counter()
+    for step in tqdm(range(config.facet_pretrain_steps), desc="pretrain facets", unit="step",
+                     disable=not progress, leave=False):
+        loss = objective.loss(model, _facet_rng(config.seed, 0, step), step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    with torch.no_grad():  # padding stays the zero vector (the lookup never sampled it)
+        model.item_embed.weight[0].zero_()
+    return {"steps": config.facet_pretrain_steps,
+            "seconds": round(time.perf_counter() - started, 3),
+            "first_loss": float(np.mean(losses[:window])),
+            "last_loss": float(np.mean(losses[-window:]))}

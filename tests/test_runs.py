@@ -182,7 +182,9 @@ def test_the_cli_flags_are_generated_from_the_configuration():
             continue
         action = by_dest[spec.name]
         assert action.default is None  # not given = keep (resume) or the config's default
-        assert f"(default {getattr(defaults, spec.name)})" in action.help
+        default = getattr(defaults, spec.name)
+        shown = (",".join(default) or "none") if isinstance(default, tuple) else default
+        assert f"(default {shown})" in action.help
         if spec.metadata.get("choices"):
             assert tuple(action.choices) == tuple(spec.metadata["choices"])
     for name, (flag, _) in MODEL_FLAGS.items():
@@ -190,6 +192,8 @@ def test_the_cli_flags_are_generated_from_the_configuration():
         assert f"(default {ModelConfig.__dataclass_fields__[name].default})" in by_dest[name].help
     args = parser.parse_args(["train", "--layers", "3", "--model", "sasrec"])
     assert (args.n_layers, args.kind, args.epochs) == (3, "sasrec", None)
+    args = parser.parse_args(["train", "--facets", "genre,brand"])
+    assert defaults.with_options(facets=args.facets).facets == ("genre", "brand")
 
 
 def test_recipes_are_overrides_of_the_configuration():
@@ -204,20 +208,21 @@ def test_recipes_are_overrides_of_the_configuration():
         workspace.recipe("beauty", quick=True)
 
 
-# ------------------------------------------------------------------ the first version's calls
-def test_positional_options_and_none_keep_their_first_version_meaning(tmp_path):
+# ------------------------------------------------------------------ options are keywords
+def test_options_are_keywords_and_none_means_not_given(tmp_path):
     dataset = tiny_files_dataset(tmp_path)
     small = {k: v for k, v in TINY.items() if k not in ("kind", "epochs", "patience")}
-    # train(dataset, kind, out_dir, epochs, patience, ...) as before, and None = "not given"
-    result = train(dataset, "sasrec", tmp_path / "positional", 1, None, **small)
+    # the first version's positional options (kind, out_dir, epochs, ...) are gone
+    with pytest.raises(TypeError, match="positional"):
+        train(dataset, "sasrec", tmp_path / "positional", 1)
+    with pytest.raises(ParameterError, match="config must be a TrainConfig"):
+        train(dataset, "sasrec")
+    result = train(dataset, kind="sasrec", out_dir=tmp_path / "named", epochs=1, patience=None,
+                   **small)
     config = RunDir(result.run_dir).train_config()
     assert (config.kind, config.epochs, config.patience) == ("sasrec", 1, TrainConfig().patience)
     resumed = train(resume=result.run_dir, epochs=2, patience=None, progress=False)
     assert len(resumed.history) == 2
-    with pytest.raises(ParameterError, match="given twice"):
-        train(dataset, "sasrec", kind="fame")
-    with pytest.raises(ParameterError, match="given twice"):
-        train(dataset, "sasrec", tmp_path / "a", out_dir=tmp_path / "b")
 
 
 def test_resume_keeps_the_version_that_started_the_run(tmp_path):

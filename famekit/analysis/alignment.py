@@ -14,6 +14,12 @@ distribution (a field dominated by one label agrees by accident), hence the null
 
 A head is called *aligned* with a field when it beats both: p < ``alpha`` and agreement above
 the best random-init agreement.
+
+Across fields, compare the **chance-corrected** agreement
+``(agreement - perm_mean) / (1 - perm_mean)`` (0 = chance, 1 = every neighbour shares the
+label), not the lift ``agreement / perm_mean``: lift is bounded by 1 / chance, so a 30-value
+field reaches 10x where a 4-value field cannot pass 4x. :func:`facet_margins` uses it to say
+whether each facet of a FAME+ run sits on its own head.
 """
 
 from __future__ import annotations
@@ -28,7 +34,12 @@ from famekit.datasets import SeqDataset
 from famekit.errors import ParameterError
 from famekit.validation import is_whole_number
 
-__all__ = ["agreement_with_nulls", "alignment_matrix", "knn_agreement", "random_init_like"]
+__all__ = ["agreement_with_nulls", "alignment_matrix", "chance_corrected", "facet_margins",
+           "knn_agreement", "random_init_like"]
+
+# A facet "sits on its head" when its head's chance-corrected agreement is at least this many
+# times the best other head's (docs/decisions.md, "FAME+ facet objective").
+MARGIN_TARGET = 1.5
 
 
 def knn_agreement(vectors: np.ndarray, codes: np.ndarray, k: int = 10) -> float:
@@ -118,7 +129,8 @@ def alignment_matrix(
     Long format, one row per (embedding, field): embedding ("head 0", ..., "full"), head
     (int, -1 for full), field, agreement, items, perm_mean, perm_std, z, p_value,
     random_init (mean agreement of ``n_random_inits`` fresh models), random_init_max,
-    lift (agreement / perm_mean), aligned (bool).
+    lift (agreement / perm_mean), chance_corrected ((agreement - perm_mean) / (1 - perm_mean),
+    comparable across fields), aligned (bool).
     """
     _check_counts(k=k, n_permutations=n_permutations, n_random_inits=n_random_inits)
     smallest_p = 1.0 / (1 + n_permutations)
@@ -153,6 +165,44 @@ def alignment_matrix(
                 "random_init": rand_mean,
                 "random_init_max": rand_max,
                 "lift": res["agreement"] / res["perm_mean"] if res.get("perm_mean") else np.nan,
+                "chance_corrected": chance_corrected(res["agreement"],
+                                                     res.get("perm_mean", np.nan)),
                 "aligned": bool(res.get("p_value", 1.0) < alpha and res["agreement"] > rand_max),
             })
     return pd.DataFrame(rows)
+
+
+def chance_corrected(agreement: float, chance: float) -> float:
+    """``(agreement - chance) / (1 - chance)``: 0 at chance, 1 at perfect agreement, negative
+    below chance (NaN when chance is 1 or unknown)."""
+    if not np.isfinite(chance) or chance >= 1.0:
+        return float("nan")
+    return float((agreement - chance) / (1.0 - chance))
+
+
+def facet_margins(alignment: pd.DataFrame, facets, target: float = MARGIN_TARGET
+                  ) -> pd.DataFrame:
+    """Does each assigned facet sit on its head? ``facets``: the fields of heads 0..k-1.
+
+    One row per facet: its head, that head's chance-corrected agreement, the best other head
+    and its score, ``margin`` = assigned / runner-up (inf when the runner-up is at or below
+    chance), and ``passes``: the assigned head is the best of all heads by ``target``x.
+    """
+    heads = alignment[alignment["head"] >= 0]
+    rows = []
+    for head, field in enumerate(facets):
+        scores = heads[heads["field"] == field].set_index("head")["chance_corrected"]
+        if head not in scores.index:
+            raise ParameterError(
+                f"the alignment matrix has no row for head {head} and field {field!r}. Fix: "
+                "compute it on the run's model with fields including every assigned facet")
+        own = float(scores[head])
+        others = scores.drop(index=head)
+        runner = int(others.idxmax()) if len(others) else -1
+        best_other = float(others.max()) if len(others) else float("nan")
+        margin = own / best_other if best_other > 0 else (float("inf") if own > 0 else np.nan)
+        rows.append({"facet": field, "head": head, "chance_corrected": own,
+                     "runner_up_head": runner, "runner_up": best_other, "margin": margin,
+                     "passes": bool(own > 0 and margin >= target)})
+    return pd.DataFrame(rows, columns=["facet", "head", "chance_corrected", "runner_up_head",
+                                       "runner_up", "margin", "passes"])

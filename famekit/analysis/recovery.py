@@ -26,6 +26,7 @@ from famekit.errors import ParameterError
 __all__ = [
     "driving_facet_accuracy",
     "facet_recovery",
+    "facet_routing_accuracy",
     "head_facet_map",
     "interest_expert_nmi",
     "normalized_mutual_information",
@@ -150,3 +151,42 @@ def interest_expert_nmi(
                      "chance": chance, "experts_used": len(np.unique(b))})
     return pd.DataFrame(rows, columns=["facet", "head", "positions", "nmi", "chance",
                                        "experts_used"])
+
+
+def facet_routing_accuracy(acts: Activations, dataset: SeqDataset, facets) -> pd.DataFrame:
+    """Does the gate send each user to the head of their driving facet? (FAME+ runs.)
+
+    ``facets``: the fields on heads 0..k-1 (``Run.facets``). For every user driven by one of
+    them, the top-gated head *among the assigned heads* (gates averaged over the user's
+    positions) is compared with the driving facet's head. One row per facet (users, accuracy,
+    chance = 1/k, the rate of a uniformly random assigned head) and a last row ``"all"``
+    (chance = the majority rate: always answering the most common driving facet).
+    """
+    gt = require_ground_truth(dataset)
+    facets = list(facets)
+    planted = list(gt["facets"])
+    unknown = [f for f in facets if f not in planted]
+    if not facets or unknown:
+        raise ParameterError(
+            f"facets {facets} are not all planted facets of this world ({planted}). Fix: pass "
+            "the run's facet assignment (Run.facets) of a FAME+ run on the synthetic world")
+    if len(facets) > acts.n_heads:
+        raise ParameterError(f"{len(facets)} facets for {acts.n_heads} heads. Fix: pass the "
+                             "run's own facet assignment")
+    sums = np.add.reduceat(acts.gates, acts.offsets[:-1], axis=0)  # [U, H]: sums = means' order
+    top = sums[:, :len(facets)].argmax(axis=1)  # [U]: top-gated assigned head
+    driving = gt["user_facet"][acts.users]  # [U]: index into planted
+    head_of = np.array([facets.index(f) if f in facets else -1 for f in planted])
+    wanted = head_of[driving]  # [U]: the driving facet's head, -1 if unassigned
+    scored = wanted >= 0
+    rows = []
+    for head, facet in enumerate(facets):
+        mine = scored & (wanted == head)
+        rows.append({"facet": facet, "head": head, "users": int(mine.sum()),
+                     "accuracy": float((top[mine] == head).mean()) if mine.any() else np.nan,
+                     "chance": 1.0 / len(facets)})
+    shares = np.bincount(wanted[scored], minlength=len(facets)) / max(1, scored.sum())
+    rows.append({"facet": "all", "head": -1, "users": int(scored.sum()),
+                 "accuracy": float((top[scored] == wanted[scored]).mean()) if scored.any()
+                 else np.nan, "chance": float(shares.max()) if scored.any() else np.nan})
+    return pd.DataFrame(rows, columns=["facet", "head", "users", "accuracy", "chance"])
