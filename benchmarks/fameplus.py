@@ -1,7 +1,7 @@
 """FAME+ on the embedded world: do facets land on their heads, and does the gate route by them?
 
     python benchmarks/fameplus.py                 # three worlds, ~20 min on 2 CPU cores
-    python benchmarks/fameplus.py --worlds default --out /tmp/fp
+    python benchmarks/fameplus.py --worlds default --out fameplus-out
 
 Trains, with the synthetic recipe (famekit.workspace.RECIPES["synthetic"]):
 
@@ -47,21 +47,22 @@ from famekit.workspace import recipe
 # name -> (dataset options, facet assignment order)
 WORLDS = {
     "default": ({}, ("genre", "brand", "price_tier")),
-    "B": (dict(n_genres=6, n_brands=12, n_price_tiers=5, seed=3),
+    "B": ({"n_genres": 6, "n_brands": 12, "n_price_tiers": 5, "seed": 3},
           ("price_tier", "genre", "brand")),
-    "C": (dict(n_genres=10, n_brands=20, n_price_tiers=3, seed=7),
+    "C": ({"n_genres": 10, "n_brands": 20, "n_price_tiers": 3, "seed": 7},
           ("brand", "price_tier", "genre")),
 }
 # model label -> TrainConfig options (facets filled in per world)
 MODELS_DEFAULT_WORLD = {
-    "SASRec": dict(kind="sasrec"),
-    "SASRec+metadata": dict(kind="sasrec", facet_target="embedding"),
-    "FAME": dict(kind="fame"),
-    "FAME+ (pretrain only)": dict(kind="fame", facet_schedule="pretrain"),
-    "FAME+ (joint only)": dict(kind="fame", facet_schedule="joint"),
-    "FAME+ (pretrain + kept, default)": dict(kind="fame"),
+    "SASRec": {"kind": "sasrec"},
+    "SASRec+metadata": {"kind": "sasrec", "facet_target": "embedding"},
+    "FAME": {"kind": "fame"},
+    "FAME+ (pretrain only)": {"kind": "fame", "facet_schedule": "pretrain"},
+    "FAME+ (joint only)": {"kind": "fame", "facet_schedule": "joint"},
+    "FAME+ (pretrain + kept, default)": {"kind": "fame"},
 }
-MODELS_OTHER_WORLDS = ("FAME", "FAME+ (pretrain only)", "FAME+ (pretrain + kept, default)")
+MODELS_OTHER_WORLDS = ("FAME", "FAME+ (pretrain only)", "FAME+ (joint only)",
+                       "FAME+ (pretrain + kept, default)")
 
 
 def _options(label: str, facets: tuple[str, ...]) -> dict:

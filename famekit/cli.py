@@ -233,7 +233,29 @@ def _cmd_train(args) -> int:
               f"NDCG@10 {result.best_valid.get('NDCG@10', float('nan')):.4f} at epoch "
               f"{result.best_epoch})")
         print(_metrics_table({"test": result.test}))
+        _print_facet_margins(result.run_dir)
     return 0
+
+
+def _print_facet_margins(run_dir) -> None:
+    """After a FAME+ run: does each facet sit on its head? (the alignment's margins)"""
+    from famekit.runs import RunDir
+
+    run_dir = RunDir(run_dir)
+    data = run_dir.load_dataset()
+    run = run_dir.load(dataset=data)
+    if not run.facets:
+        return
+    from famekit.analysis.alignment import alignment_matrix, facet_margins
+
+    margins = facet_margins(alignment_matrix(run.model, data, fields=list(run.facets),
+                                             n_random_inits=0), run.facets)
+    print("facets on heads (chance-corrected kNN agreement; margin over the best other head, "
+          "target >= 1.5x):")
+    for _, row in margins.iterrows():
+        print(f"  {run.head_labels[row['head']]:24s} {row['chance_corrected']:.3f}   runner-up "
+              f"head {row['runner_up_head']} {row['runner_up']:.3f}   margin "
+              f"{row['margin']:.1f}x   {'on its head' if row['passes'] else 'NOT on its head'}")
 
 
 def _cmd_evaluate(args) -> int:
@@ -314,9 +336,10 @@ def _check_report(args) -> int:
     if result.retrained:
         print(f"retrained from scratch (test NDCG@10 within ±{tol.retrain_ndcg_abs:g}, best "
               f"epoch within ±{tol.retrain_epochs}):")
+        width = max(map(len, result.retrained))
         for kind, pair in result.retrained.items():
             old, new = pair["committed"], pair["now"]
-            print(f"  {kind:<8} NDCG@10 {old['NDCG@10']:.4f} -> {new['NDCG@10']:.4f}   "
+            print(f"  {kind:<{width}} NDCG@10 {old['NDCG@10']:.4f} -> {new['NDCG@10']:.4f}   "
                   f"best epoch {old['best_epoch']} -> {new['best_epoch']}")
     shown = 20  # the first ones tell where to look; the count says how many more
     for difference in result.differences[:shown]:

@@ -1,6 +1,6 @@
 """FAME+'s facet objective: put a named metadata field on each of FAME's heads.
 
-FAME+ (docs/fame-spec.md §7) trains head h's item sub-embeddings x_v^h with a supervised
+FAME+ (docs/fame-spec.md §8) trains head h's item sub-embeddings x_v^h with a supervised
 contrastive loss on field h of the item metadata, so that items sharing a value of that field
 (a brand, a genre) lie close together in that head and nowhere in particular in the others.
 
@@ -217,6 +217,13 @@ def resolve_facets(dataset: SeqDataset, facets, n_heads: int | None = None
             raise ParameterError(
                 f"facet field {name!r} of {dataset.name!r} has {len(found.classes)} value(s); a "
                 f"facet needs at least 2 to contrast. Fix: use another of {shown}")
+        sizes = (found.multi.sum(axis=0) if found.multi_label
+                 else np.bincount(found.codes[found.labelled]))
+        if len(found.classes) >= 2 and sizes.max() < 2:
+            raise ParameterError(
+                f"facet field {name!r} of {dataset.name!r} gives every item a value of its own "
+                f"({len(found.classes)} values): no two items share one, so there is nothing "
+                f"to pull together. Fix: use a categorical field, one of {shown}")
         if len(found.labelled) < needed:
             raise ParameterError(
                 f"facet field {name!r} of {dataset.name!r} labels only {len(found.labelled)} of "

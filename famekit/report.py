@@ -376,15 +376,20 @@ def generate_reports(
                 raise ParameterError(f"run directory {run_dir} does not exist. Fix: pass --run "
                                      "with a directory written by famekit train")
             injected_run = str(run_dir)
-        sasrec_dir = workspace.ensure_run(dataset, "sasrec", seed, quick, progress)
-        result.metrics = _run_metrics({"fame": run_dir, "sasrec": sasrec_dir})
+        # The baselines, and where famekit knows the dataset's facets, FAME+ and SASRec +
+        # metadata (notebook 07 compares them; the report bundles every run it shows).
+        kinds = ["sasrec"] + (["fameplus", "sasrec-meta"]
+                              if dataset in workspace.FACETED_DATASETS else [])
+        run_dirs = {"fame": run_dir, **{kind: workspace.ensure_run(dataset, kind, seed, quick,
+                                                                   progress) for kind in kinds}}
+        result.metrics = _run_metrics(run_dirs)
         plotly_src = "../" + _install_plotly_js(out)
         parameters = {**(parameters or {}), "DATASET": dataset, "RUN_DIR": injected_run,
                       "SEED": seed, "QUICK": quick}
         result.notebooks += _render_notebooks(notebooks, folder, out, parameters, plotly_src,
                                               dataset, timeout, progress)
         if result.ok and not only:  # a failed or partial report keeps the runs it was made from
-            bundle_runs([run_dir, sasrec_dir], folder)
+            bundle_runs(list(run_dirs.values()), folder)
         result.seconds = time.perf_counter() - started
         entries = [asdict(n) for n in result.notebooks]
         if only:  # a partial run keeps the other notebooks' previous entries

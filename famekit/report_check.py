@@ -335,7 +335,6 @@ def check_report(folder, notebooks_dir=None, retrain: bool = True, tol: Toleranc
     import nbformat
     from tqdm.auto import tqdm
 
-    from famekit.model import MODEL_KINDS
     from famekit.report import (
         _check_timeout,
         _declared_parameters,
@@ -376,8 +375,8 @@ def check_report(folder, notebooks_dir=None, retrain: bool = True, tol: Toleranc
             result.differences += changed
             entries = []
         with _environment(FAMEKIT_RUNS=runs_root):
-            for kind in MODEL_KINDS:
-                if kind in runs and parameters.get("RUN_DIR") is None and (
+            for kind in runs:
+                if parameters.get("RUN_DIR") is None and (
                         default_run_dir(dataset, kind, seed, quick).name != runs[kind].name):
                     raise ParameterError(f"the bundled {kind} run {runs[kind].name} is not the "
                                          f"default run of {dataset}. Fix: regenerate the report")

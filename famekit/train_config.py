@@ -74,7 +74,7 @@ class TrainConfig:
     loss_weighting: str = field(default="batch", metadata=_option(
         "'batch': every batch's mean weighs the same; 'target': every training target "
         "weighs the same over the epoch", choices=LOSS_WEIGHTINGS))
-    # FAME+ (famekit.facets, docs/fame-spec.md §7): metadata fields put on heads 0..k-1 by a
+    # FAME+ (famekit.facets, docs/fame-spec.md §8): metadata fields put on heads 0..k-1 by a
     # supervised contrastive loss on their item sub-embeddings; () = plain FAME / SASRec.
     facets: tuple[str, ...] = field(default=(), metadata=_option(
         "FAME+: metadata fields for heads 0..k-1, comma-separated (e.g. genre,brand,price_tier)"))

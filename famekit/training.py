@@ -12,6 +12,11 @@ cross-entropy over all items; Adam updates. After each evaluation epoch the vali
 decides early stopping and the best weights are saved; at the end the best weights are reloaded
 and evaluated on the test split.
 
+FAME+ (``facets=[...]``, docs/fame-spec.md §8): before epoch 1 the run pre-trains its item
+embedding with the facet loss alone (:func:`pretrain_facets`), and/or adds the facet loss to
+every step (:func:`facet_step_loss`, through ``train_epoch``'s ``extra_loss``), as
+``facet_schedule`` says. The pre-training record goes into the run's summary.
+
 What a run is trained with is a :class:`famekit.train_config.TrainConfig` (every default lives
 there); where it is written and what it holds is :class:`famekit.runs.RunDir`'s business.
 
@@ -35,6 +40,7 @@ import inspect
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
@@ -51,7 +57,7 @@ from famekit.checkpoints import restore_rng_state
 from famekit.datasets import DEFAULT_DATASET, SeqDataset
 from famekit.errors import CheckpointError, ParameterError
 from famekit.evaluation import METRIC_NAMES, evaluate
-from famekit.facets import FacetObjective, resolve_facets
+from famekit.facets import FacetObjective, FacetWarning, resolve_facets
 from famekit.model import ModelConfig, build_model
 from famekit.runs import (
     TRAIN_ARGS_FILE,
@@ -78,6 +84,7 @@ __all__ = [
     "dataset_of_run",
     "default_run_dir",
     "epoch_rng",
+    "facet_step_loss",
     "load_dataset_of",
     "pretrain_facets",
     "run_status",
@@ -337,6 +344,8 @@ def _new_run(out_dir, dataset, dataset_options, config: TrainConfig, options: di
     data, described = describe_dataset(DEFAULT_DATASET if dataset is None else dataset,
                                        dataset_options)
     _check_memory(config, data)
+    # the facet assignment is checked against the data now: a refused one leaves no folder
+    _facet_objective(config, data, config.model_config(data.n_items))
     if not any(len(s) >= 2 for s in data.split().train_sequences()):
         raise ParameterError(
             f"dataset {data.name!r} has no user with >= 2 training items: leave-one-out keeps "
@@ -409,7 +418,10 @@ def _fit(ctx, run: RunDir, data: SeqDataset, described: dict, config: TrainConfi
     stopper = EarlyStopping(patience=config.patience)
     history: list[dict] = []
     epoch = 0
-    objective = _facet_objective(config, data, model_config)
+    with warnings.catch_warnings():  # a new run's assignment was checked (and warned) already
+        if not resumed:
+            warnings.simplefilter("ignore", FacetWarning)
+        objective = _facet_objective(config, data, model_config)
     pretrained: dict = {}
     # A run interrupted before its first epoch finished has no train state: it starts over.
     if resumed and run.has_train_state():
@@ -447,7 +459,7 @@ def _fit(ctx, run: RunDir, data: SeqDataset, described: dict, config: TrainConfi
             started = time.perf_counter()
             seed_torch_for_epoch(seed, epoch, ctx.rank)
             epoch_batches = batches.epoch(epoch_rng(seed, epoch), min_rows=ctx.world_size)
-            extra = (_facet_step_loss(model, objective, config, epoch) if keep_facet_loss
+            extra = (facet_step_loss(model, objective, config, epoch) if keep_facet_loss
                      else None)
             with tqdm(total=len(epoch_batches), desc=f"epoch {epoch}", unit="batch",
                       leave=False, disable=not show) as batch_bar:
@@ -599,7 +611,7 @@ def _facet_rng(seed: int, epoch: int, step: int) -> np.random.Generator:
     return np.random.default_rng([seed, epoch, step, 0xFAC])
 
 
-def _facet_step_loss(model, objective: FacetObjective, config: TrainConfig, epoch: int
+def facet_step_loss(model, objective: FacetObjective, config: TrainConfig, epoch: int
                      ) -> Callable[[int], torch.Tensor]:
     """``step -> weight * facet loss`` for the steps of one epoch (FAME+ joint schedule)."""
     def loss(step: int) -> torch.Tensor:

@@ -23,12 +23,15 @@ from famekit.runs import RunDir, default_run_dir, runs_root
 from famekit.train_config import TrainConfig
 
 __all__ = [
+    "FACETED_DATASETS",
     "QUICK_RECIPE",
     "RECIPES",
+    "RUN_KINDS",
     "Opened",
     "Recipe",
     "default_run",
     "ensure_run",
+    "open_facet_runs",
     "open_run",
     "recipe",
     "runs_root",
@@ -66,6 +69,37 @@ QUICK_RECIPE = Recipe(
     dataset_options=dict(n_users=400, n_items=240, n_brands=12))
 
 
+# The default runs a report and the notebooks can ask for, by name: the model kinds, FAME+
+# (FAME with a facet on each of its first heads) and SASRec + metadata (SASRec trained with the
+# same facet loss on its whole item embedding: the baseline FAME+'s accuracy is measured
+# against). The two faceted kinds exist where FACETED_DATASETS names the facets.
+RUN_KINDS: dict[str, dict] = {
+    "fame": {"kind": "fame"},
+    "sasrec": {"kind": "sasrec"},
+    "fameplus": {"kind": "fame"},
+    "sasrec-meta": {"kind": "sasrec", "facet_target": "embedding"},
+}
+# Datasets whose default FAME+ runs famekit knows the facets of (heads 0..k-1, in order).
+FACETED_DATASETS: dict[str, tuple[str, ...]] = {"synthetic": ("genre", "brand", "price_tier")}
+
+
+def run_config(dataset: str, kind: str, seed: int = 0, quick: bool = False) -> TrainConfig:
+    """The configuration of the default ``kind`` run (a :data:`RUN_KINDS` name) of
+    ``dataset``: its recipe, with the kind's options and, for a faceted kind, the facets."""
+    if kind not in RUN_KINDS:
+        raise ParameterError(f"unknown run kind {kind!r}. Fix: use one of "
+                             f"{', '.join(RUN_KINDS)}")
+    options = dict(RUN_KINDS[kind], seed=seed)
+    if kind in ("fameplus", "sasrec-meta"):
+        if dataset not in FACETED_DATASETS:
+            raise ParameterError(
+                f"famekit has no default {kind} run for {dataset!r}: it knows the facets of "
+                f"{', '.join(FACETED_DATASETS)} only. Fix: train one yourself (famekit train "
+                f"--dataset {dataset} --facets FIELD,...) and pass its folder as RUN_DIR")
+        options["facets"] = FACETED_DATASETS[dataset]
+    return replace(recipe(dataset, quick).config, **options)
+
+
 def recipe(dataset: str, quick: bool = False) -> Recipe:
     """The recipe of a dataset's default runs (``quick``: the tiny CI profile, synthetic only);
     a copy, so that changing it changes no later run."""
@@ -91,7 +125,9 @@ def default_run(dataset: str, kind: str = "fame", seed: int = 0, quick: bool = F
 
 def ensure_run(dataset: str = "synthetic", kind: str = "fame", seed: int = 0,
                quick: bool = False, progress: bool = True) -> Path:
-    """The default run of ``dataset``/``kind``/``seed``, trained first if it is missing.
+    """The default run of ``dataset``/``kind``/``seed``, trained first if it is missing
+    (``kind``: a :data:`RUN_KINDS` name: ``"fame"``, ``"sasrec"``, ``"fameplus"`` or
+    ``"sasrec-meta"``).
 
     An interrupted run (started, not finished) is resumed, not restarted.
     """
@@ -102,6 +138,7 @@ def ensure_run(dataset: str = "synthetic", kind: str = "fame", seed: int = 0,
     if status == "finished":
         return run.path
     chosen = recipe(dataset, quick)
+    config = run_config(dataset, kind, seed, quick)
     # Said before a notebook cell goes quiet for a while (notebooks train without bars).
     print(f"famekit: {'resuming' if status == 'running' else 'training'} the default {kind} run "
           f"of {dataset!r} in {run.path} ({'the quick profile' if quick else 'its recipe'}; "
@@ -111,8 +148,8 @@ def ensure_run(dataset: str = "synthetic", kind: str = "fame", seed: int = 0,
     if status == "running":
         train(resume=run.path, progress=progress)
     else:
-        train(dataset, replace(chosen.config, kind=kind, seed=seed), out_dir=run.path,
-              progress=progress, dataset_options=chosen.dataset_options)
+        train(dataset, config, out_dir=run.path, progress=progress,
+              dataset_options=chosen.dataset_options)
     return run.path
 
 
@@ -128,6 +165,16 @@ class Opened:
     def model(self):
         return self.run.model
 
+    @property
+    def facets(self) -> tuple[str, ...]:
+        """The fields on heads 0..k-1 of a FAME+ run; ``()`` otherwise."""
+        return self.run.facets
+
+    @property
+    def head_labels(self) -> list[str]:
+        """``"head 0 · genre"`` where a head carries a facet, else ``"head h"``."""
+        return self.run.head_labels
+
 
 def open_run(dataset: str = "synthetic", run_dir=None, seed: int = 0, kind: str = "fame",
              quick: bool = False, progress: bool = True) -> Opened:
@@ -141,3 +188,47 @@ def open_run(dataset: str = "synthetic", run_dir=None, seed: int = 0, kind: str 
     run = RunDir(run_dir).require()
     data = run.load_dataset()
     return Opened(data, run.load(dataset=data), run.path)
+
+
+@dataclass
+class FacetRuns:
+    """What notebook 07 compares: a FAME+ run and the plain FAME run beside it (None where the
+    dataset has no default FAME run to compare with)."""
+
+    plus: Opened
+    fame: Opened | None
+
+    @property
+    def dataset(self) -> SeqDataset:
+        return self.plus.dataset
+
+    @property
+    def facets(self) -> tuple[str, ...]:
+        return self.plus.facets
+
+
+def open_facet_runs(dataset: str = "synthetic", run_dir=None, fameplus_run_dir=None,
+                    seed: int = 0, quick: bool = False, progress: bool = True
+                    ) -> FacetRuns | None:
+    """The FAME+ run to look at and its FAME baseline, or None when there is none to show.
+
+    ``run_dir``: a FAME run, or a FAME+ run (then it is the one looked at);
+    ``fameplus_run_dir``: a FAME+ run. Without either, the dataset's default runs (trained if
+    missing) where :data:`FACETED_DATASETS` knows its facets, else None. A "FAME+ run" without
+    facets on its heads is refused.
+    """
+    given = open_run(dataset, run_dir, seed, quick=quick, progress=progress) if run_dir else None
+    if given is not None and given.facets:
+        plus = given
+        fame = (open_run(dataset, None, seed, "fame", quick, progress)
+                if dataset in RECIPES else None)
+    elif fameplus_run_dir is not None or dataset in FACETED_DATASETS:
+        plus = open_run(dataset, fameplus_run_dir, seed, "fameplus", quick, progress)
+        fame = given or open_run(dataset, None, seed, "fame", quick, progress)
+    else:
+        return None
+    if not plus.facets:
+        raise ParameterError(
+            f"{plus.run_dir} has no facet on its heads. Fix: pass a run trained with famekit "
+            "train --facets FIELD,... (FAMEPLUS_RUN_DIR)")
+    return FacetRuns(plus, fame)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -31,11 +32,11 @@ from famekit.runs import RunDir
 from famekit.training import train
 
 FACETS = ("genre", "brand", "price_tier")
-WORLD = dict(n_users=400, n_items=240, n_brands=12)
+WORLD = {"n_users": 400, "n_items": 240, "n_brands": 12}
 # A tiny FAME+ (seconds): the quick world, 3 epochs, d' = 8.
-TINY_FAMEPLUS = dict(dataset_options=WORLD, batch_size=64, lr=3e-3, epochs=3, patience=3,
-                     max_len=30, d_model=32, n_experts=2, facet_items=128,
-                     facet_pretrain_steps=300, progress=False, threads=1)
+TINY_FAMEPLUS = {"dataset_options": WORLD, "batch_size": 64, "lr": 3e-3, "epochs": 3, "patience": 3,
+                     "max_len": 30, "d_model": 32, "n_experts": 2, "facet_items": 128,
+                     "facet_pretrain_steps": 300, "progress": False, "threads": 1}
 
 
 @pytest.fixture(scope="module")
@@ -124,14 +125,14 @@ def test_fields_with_one_value_or_too_few_items_are_refused_and_nested_ones_warn
     n = 100
     items = pd.DataFrame({
         "one": ["x"] * n,
-        "rare": ["a", "b"] + [None] * (n - 2),
+        "rare": ["a", "b", "a", "b"] + [None] * (n - 4),
         "leaf": [f"leaf {i % 10}" for i in range(n)],
         "top": [f"top {i % 10 // 5}" for i in range(n)],  # every leaf implies one top
     }, index=pd.RangeIndex(1, n + 1, name="item_id"))
     data = SeqDataset.from_sequences("mine", [np.arange(1, n + 1)] * 3, n, items)
     with pytest.raises(ParameterError, match="'one' of 'mine' has 1 value"):
         resolve_facets(data, ["one"])
-    with pytest.raises(ParameterError, match="labels only 2 of 100 items.*needs 20"):
+    with pytest.raises(ParameterError, match="labels only 4 of 100 items.*needs 20"):
         resolve_facets(data, ["rare"])
     with pytest.warns(FacetWarning, match="'leaf' is nested in 'top'.*cannot take separate"):
         resolve_facets(data, ["leaf", "top"])
@@ -264,5 +265,63 @@ def test_the_cli_trains_fameplus(tmp_path, capsys):
                      "--facets", "genre,brand", "--facet-pretrain-steps", "20", "--epochs", "1",
                      "--d-model", "16", "--out", str(out), "--no-progress", "--threads", "1"])
     assert code == 0
+    said = capsys.readouterr().out
+    assert "facets on heads" in said and "head 0 · genre" in said and "margin" in said
     assert RunDir(out).train_config().facets == ("genre", "brand")
     assert RunDir(out).load().head_labels[:2] == ["head 0 · genre", "head 1 · brand"]
+
+
+# ------------------------------------------------------------------------------ the views
+def test_knockouts_and_gates_are_read_by_driving_facet(fameplus_run, world):
+    from famekit.analysis import facet_heads
+    from famekit.analysis.activations import collect_activations
+
+    run = fameplus_run.load(dataset=world)
+    knock = facet_heads.facet_knockouts(run.model, world, run.facets, max_users=200)
+    assert len(knock) == 3 * 3 and knock["own"].sum() == 3
+    assert knock.loc[knock["own"], "head_label"].tolist() == run.head_labels[:3]
+    assert np.allclose(knock["delta"], knock["NDCG@10"] - knock["base"])
+    gates = facet_heads.gates_by_driving_facet(collect_activations(run.model, world), world)
+    assert set(gates["group"]) == set(FACETS) and len(gates) == 3 * 4
+    assert np.allclose(gates.groupby("group")["mean_gate"].sum(), 1.0, atol=1e-4)
+    table = facet_heads.accuracy_table({"FAME+": run})
+    assert table.loc["FAME+", "NDCG@10"] == run.meta["summary"]["test"]["NDCG@10"]
+
+
+def test_figures_name_heads_by_facet_and_outline_the_assigned_cells(world):
+    import famekit.figures as F
+
+    fig = F.gate_summary_bar(pd.DataFrame({"head": range(4), "mean_gate": [0.25] * 4,
+                                           "std_gate": [0.0] * 4,
+                                           "top_head_share": [0.25] * 4,
+                                           "mean_gate_all_positions": [0.25] * 4}))
+    labels = head_labels(4, FACETS)
+    named = F.name_heads(fig, labels)
+    assert list(named.data[0].x) == labels and labels[3] == "head 3"
+    assert F.name_heads(go_figure_with("head 10 and head 1"), labels).layout.title.text == (
+        "head 10 and head 1 · brand")  # head 10 is not head 1
+    alignments = {"oracle": alignment_matrix(oracle_model(world, FACETS), world,
+                                             fields=list(FACETS), n_random_inits=0)}
+    grid = F.facet_alignment_grid(alignments, FACETS)
+    assert len(grid.layout.shapes) == 3
+    assert [(s.x0, s.y0) for s in grid.layout.shapes] == [(-0.5, -0.5), (0.5, 0.5), (1.5, 1.5)]
+
+
+def go_figure_with(title: str):
+    import plotly.graph_objects as go
+
+    return go.Figure(layout={"title": {"text": title}})
+
+
+@pytest.mark.slow
+@pytest.mark.notebooks
+def test_a_notebook_given_a_fameplus_run_names_its_heads_by_facet(fameplus_run, tmp_path):
+    from famekit.report import _execute
+
+    root = Path(__file__).resolve().parents[1]
+    src = root / "notebooks" / "01_head_gates.ipynb"
+    nb = _execute(src, tmp_path / "01.ipynb", {"RUN_DIR": str(fameplus_run.path)},
+                  src.parent, timeout=600)
+    shown = json.dumps([c.get("outputs", []) for c in nb.cells], ensure_ascii=False)
+    assert "FAME+ run: head 0 · genre, head 1 · brand, head 2 · price_tier, head 3" in shown
+    assert "head 1 · brand" in shown.split("Gate weights per head", 1)[-1]  # in the figures

@@ -1550,3 +1550,164 @@ CACHE_CASES = [
 @pytest.mark.parametrize("case", CACHE_CASES, ids=_ids(CACHE_CASES))
 def test_the_processed_cache_is_checked_before_allocating(case: Case, tmp_path):
     _expect(case, tmp_path)
+
+
+# ================================================================================ FAME+ facets
+# A facet name, a facet assignment and a FAME+ run folder are new inputs: each mistake is a
+# ParameterError naming the field (and the fields there are) before anything is written, and a
+# run folder whose facet record was edited still loads with no facet on its heads.
+FACET_WORLD = {"n_users": 60, "n_items": 150, "n_brands": 12}
+FACET_TRAIN = {"epochs": 1, "d_model": 16, "n_experts": 2, "max_len": 10, "batch_size": 32,
+               "threads": 1, "progress": False, "facet_pretrain_steps": 5, "facet_items": 32}
+
+
+def _train_facets(facets, dataset="synthetic", **options):
+    def act(tmp: Path, ctx):
+        from famekit.training import train
+
+        threads = torch.get_num_threads()
+        try:
+            return train(dataset if isinstance(dataset, str) else dataset(tmp),
+                         out_dir=tmp / "runs" / "r", facets=facets,
+                         dataset_options=FACET_WORLD if dataset == "synthetic" else None,
+                         **{**FACET_TRAIN, **options})
+        finally:
+            torch.set_num_threads(threads)
+
+    return act
+
+
+def _own_items(tsv: bytes):
+    """A user's own data whose item TSV is ``tsv`` (8 items, 6 users)."""
+    def build(tmp: Path) -> SeqDataset:
+        (tmp / "seq.txt").write_bytes(b"".join(
+            f"{u} {' '.join(str(1 + (u + k) % 8) for k in range(6))}\n".encode()
+            for u in range(1, 7)))
+        (tmp / "items.tsv").write_bytes(tsv)
+        return load_files(tmp / "seq.txt", tmp / "items.tsv", name="own")
+
+    return build
+
+
+def _titles_tsv() -> bytes:
+    rows = "".join(f"{i}\tTitle {i}\t{'<script>alert(1)</script>' if i % 2 else 'b'}\n"
+                   for i in range(1, 9))
+    return ("item_id\ttitle\tbrand\n" + rows).encode()
+
+
+def _oracle(**kwargs):
+    def act(tmp: Path, ctx):
+        from famekit.analysis import oracle_model
+
+        return oracle_model(load("synthetic", **FACET_WORLD), **kwargs)
+
+    return act
+
+
+def _resume_with_other_facets(tmp: Path, ctx):
+    from famekit.training import train
+
+    _train_facets(["genre"])(tmp, ctx)
+    return train(resume=tmp / "runs" / "r", facets=["brand"], progress=False, threads=1)
+
+
+def _edited_facet_record(value):
+    def act(tmp: Path, ctx):
+        from famekit.runs import RunDir
+
+        _train_facets(["genre", "brand"])(tmp, ctx)
+        run = RunDir(tmp / "runs" / "r")
+        path = run.path / "train_args.json"
+        args = json.loads(path.read_text())
+        args["facets"] = value
+        path.write_text(json.dumps(args))
+        return run.train_config()
+
+    return act
+
+
+def _edited_summary_facets(tmp: Path, ctx):
+    from famekit.runs import RunDir
+
+    _train_facets(["genre", "brand"])(tmp, ctx)
+    path = tmp / "runs" / "r" / "config.json"
+    meta = json.loads(path.read_text())
+    meta["summary"]["facets"] = ["<img src=x onerror=alert(1)>"] * 50
+    path.write_text(json.dumps(meta))
+    return RunDir(tmp / "runs" / "r").load()
+
+
+def _labels_stay_plain_and_bounded(run, tmp: Path) -> None:
+    # an edited record cannot name more heads than the model has; names stay data (the
+    # figures escape them like every metadata value)
+    assert len(run.facets) == run.config.n_heads and len(run.head_labels) == run.config.n_heads
+
+
+def _default_run_of(kind: str, dataset: str):
+    def act(tmp: Path, ctx):
+        from famekit import workspace
+
+        return workspace.open_run(dataset, None, 0, kind=kind, progress=False)
+
+    return act
+
+
+FACET_CASES = [
+    Case("facet-unknown-field", _train_facets(["colour"]), ParameterError,
+         ("'colour'", "genre, brand, price_tier"), _nothing_trained),
+    Case("facet-twice", _train_facets(["genre", "genre"]), ParameterError,
+         ("'genre'", "given twice"), _nothing_trained),
+    Case("facet-path-as-name", _train_facets(["../etc/passwd"]), ParameterError,
+         ("'../etc/passwd'", "plain name"), _nothing_trained),
+    Case("facet-not-a-list", _train_facets(7), ParameterError, ("facets", "list of field"),
+         _nothing_trained),
+    Case("facets-more-than-heads", _train_facets(["genre", "brand", "price_tier"],
+                                                  n_heads=2), ParameterError,
+         ("3 facets", "2 heads", "--heads"), _nothing_trained),
+    Case("facets-on-sasrec", _train_facets(["genre"], kind="sasrec"), ParameterError,
+         ("sasrec", "facet_target='embedding'"), _nothing_trained),
+    Case("facet-temperature-zero", _train_facets(["genre"], facet_temperature=0),
+         ParameterError, ("facet_temperature",), _nothing_trained),
+    Case("facet-weight-nan", _train_facets(["genre"], facet_weight=float("nan")),
+         ParameterError, ("facet_weight",), _nothing_trained),
+    Case("facet-schedule-unknown", _train_facets(["genre"], facet_schedule="later"),
+         ParameterError, ("facet_schedule", "pretrain"), _nothing_trained),
+    Case("facet-one-value-per-item", _train_facets(["title"], dataset=_own_items(_titles_tsv())),
+         ParameterError, ("'title'", "value of its own"), _nothing_trained),
+    Case("facet-on-data-without-metadata",
+         _train_facets(["brand"], dataset=_own_items(b"item_id\ttitle\n1\tOne\n")),
+         ParameterError, ("'brand'", "no metadata field"), _nothing_trained),
+    Case("facet-resume-with-other-facets", _resume_with_other_facets, ParameterError,
+         ("cannot change facets", "'genre'", "'brand'")),
+    Case("facet-record-edited-to-a-number", _edited_facet_record(42), CheckpointError,
+         ("train_args.json", "invalid configuration")),
+    Case("facet-record-edited-to-a-path", _edited_facet_record(["genre", "/etc"]),
+         CheckpointError, ("train_args.json", "plain name")),
+    Case("facet-summary-edited-to-markup", _edited_summary_facets, None,
+         check=_labels_stay_plain_and_bounded),
+    Case("oracle-negative-noise", _oracle(facets=["genre"], noise=-1), ParameterError,
+         ("noise", "noise=0.5")),
+    Case("oracle-unknown-model-option", _oracle(facets=["genre"], widht=3), ParameterError,
+         ("unknown model option", "d_model")),
+    Case("fameplus-default-run-on-real-data", _default_run_of("fameplus", "beauty"),
+         ParameterError, ("fameplus", "'beauty'", "--facets"), _nothing_trained),
+    Case("unknown-run-kind", _default_run_of("famepluss", "synthetic"), ParameterError,
+         ("'famepluss'", "fameplus"), _nothing_trained),
+]
+
+
+@pytest.mark.parametrize("case", FACET_CASES, ids=_ids(FACET_CASES))
+def test_facets(case: Case, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAMEKIT_RUNS", str(tmp_path / "runs"))
+    _expect(case, tmp_path)
+
+
+def test_a_fame_run_given_as_the_fameplus_run_is_refused(tmp_path, monkeypatch):
+    from famekit import workspace
+
+    monkeypatch.setenv("FAMEKIT_RUNS", str(tmp_path / "runs"))
+    _train_facets([])(tmp_path, None)  # a plain FAME run
+    with pytest.raises(ParameterError, match="no facet on its heads.*--facets"):
+        workspace.open_facet_runs("synthetic", fameplus_run_dir=tmp_path / "runs" / "r",
+                                  progress=False)
+    assert workspace.open_facet_runs("beauty", progress=False) is None  # nothing to show

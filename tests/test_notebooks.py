@@ -10,7 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 EXPECTED = ["00_overview", "01_head_gates", "02_expert_routing", "03_facet_embeddings",
-            "04_user_explorer", "05_knockouts", "06_ground_truth"]
+            "04_user_explorer", "05_knockouts", "06_ground_truth", "07_facet_pretraining"]
 
 
 def test_the_suite_is_complete():

@@ -16,7 +16,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 REPORTS = ROOT / "reports"
 NAMES = ["00_overview", "01_head_gates", "02_expert_routing", "03_facet_embeddings",
-         "04_user_explorer", "05_knockouts", "06_ground_truth"]
+         "04_user_explorer", "05_knockouts", "06_ground_truth", "07_facet_pretraining"]
+# Notebooks added after a committed report was last regenerated (the Beauty report predates
+# FAME+; the real-data FAME+ work regenerates it).
+NOT_YET = {"beauty": {"07_facet_pretraining"}}
 DATASETS = [d for d in ("synthetic", "beauty") if (REPORTS / d / "report.json").exists()]
 
 
@@ -34,8 +37,9 @@ def test_the_embedded_default_is_reported():
 @pytest.mark.parametrize("dataset", DATASETS)
 def test_every_notebook_succeeded(dataset):
     status = json.loads((REPORTS / dataset / "report.json").read_text())
-    assert {n["name"]: n["status"] for n in status["notebooks"]} == {n: "ok" for n in NAMES}
-    for name in NAMES:
+    names = [n for n in NAMES if n not in NOT_YET.get(dataset, ())]
+    assert {n["name"]: n["status"] for n in status["notebooks"]} == {n: "ok" for n in names}
+    for name in names:
         assert (REPORTS / dataset / f"{name}.html").stat().st_size > 10_000
 
 
@@ -78,6 +82,17 @@ def test_ground_truth_is_measured_on_synthetic_and_skipped_elsewhere():
     for other in DATASETS:
         if other != "synthetic":
             assert results(other, "06_ground_truth") == {"skipped": True}
+
+
+def test_fameplus_puts_facets_on_heads_and_routes_by_them_on_synthetic():
+    # notebook 07 on the embedded world: the oracle and FAME+ pass the margin check, FAME does
+    # not; FAME+'s gate routes users to their driving facet's head (target >= 0.8)
+    found = results("synthetic", "07_facet_pretraining")
+    assert found["skipped"] is False and found["facets"] == ["genre", "brand", "price_tier"]
+    assert found["passes"] == {"FAME": False, "FAME+": True, "oracle": True}
+    assert found["routing"]["FAME+"] >= 0.8 > found["routing"]["FAME"]
+    assert found["routing_chance"] < 0.4 and found["own_head_hurts_most"] in range(4)
+    assert set(found["test_ndcg10"]) == {"FAME", "FAME+", "SASRec", "SASRec+metadata"}
 
 
 def test_reports_stay_small():

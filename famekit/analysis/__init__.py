@@ -11,19 +11,35 @@ DataFrames or arrays (never figures; :mod:`famekit.figures` draws them).
   explorer's data);
 * :mod:`~famekit.analysis.knockouts` - causal head / expert interventions;
 * :mod:`~famekit.analysis.recovery` - planted ground truth recovery (synthetic world);
+* :mod:`~famekit.analysis.oracle` - a FAME whose heads carry facets by construction (the
+  positive control);
+* :mod:`~famekit.analysis.facet_heads` - FAME+ runs read by driving facet (gates, knockouts);
 * :mod:`~famekit.analysis.metadata` - item and user labels from metadata.
 """
 
 from famekit.analysis.activations import Activations, collect_activations
-from famekit.analysis.alignment import agreement_with_nulls, alignment_matrix, knn_agreement
+from famekit.analysis.alignment import (
+    agreement_with_nulls,
+    alignment_matrix,
+    chance_corrected,
+    facet_margins,
+    knn_agreement,
+)
 from famekit.analysis.anatomy import Anatomy, recommendation_anatomy
 from famekit.analysis.embeddings import cosine_knn, head_embeddings, head_layouts, umap_layout
+from famekit.analysis.facet_heads import (
+    accuracy_table,
+    facet_knockouts,
+    gates_by_driving_facet,
+)
 from famekit.analysis.gates import gate_summary, gates_along_sequence, gates_by_group, user_gates
 from famekit.analysis.knockouts import expert_forcing_table, head_knockout_table
 from famekit.analysis.metadata import item_labels, label_fields, user_majority_labels
+from famekit.analysis.oracle import oracle_model
 from famekit.analysis.recovery import (
     driving_facet_accuracy,
     facet_recovery,
+    facet_routing_accuracy,
     head_facet_map,
     interest_expert_nmi,
     normalized_mutual_information,
@@ -41,17 +57,23 @@ __all__ = [
     "Activations",
     "Anatomy",
     "UserView",
+    "accuracy_table",
     "agreement_with_nulls",
     "alignment_matrix",
+    "chance_corrected",
     "collect_activations",
     "cosine_knn",
     "driving_facet_accuracy",
     "expert_enrichment",
     "expert_forcing_table",
     "expert_load",
+    "facet_knockouts",
+    "facet_margins",
     "facet_recovery",
+    "facet_routing_accuracy",
     "gate_summary",
     "gates_along_sequence",
+    "gates_by_driving_facet",
     "gates_by_group",
     "head_embeddings",
     "head_facet_map",
@@ -62,6 +84,7 @@ __all__ = [
     "knn_agreement",
     "label_fields",
     "normalized_mutual_information",
+    "oracle_model",
     "recommendation_anatomy",
     "router_distribution",
     "routing_entropy",

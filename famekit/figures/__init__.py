@@ -64,6 +64,12 @@ from famekit.figures.explorer import (
     topk_html,
 )
 from famekit.figures.export import ChromiumNotFoundError, find_chromium, save_html, save_png
+from famekit.figures.facets import (
+    facet_alignment_grid,
+    facet_knockout_heatmap,
+    name_heads,
+    routing_accuracy_bar,
+)
 from famekit.figures.gates import (
     gate_distribution,
     gate_summary_bar,
@@ -99,6 +105,8 @@ __all__ = [
     "expert_enrichment_heatmap",
     "expert_load_heatmap",
     "explorer_figures",
+    "facet_alignment_grid",
+    "facet_knockout_heatmap",
     "find_chromium",
     "gate_distribution",
     "gate_summary_bar",
@@ -112,6 +120,7 @@ __all__ = [
     "knockout_heatmap",
     "metrics_comparison_bar",
     "model_label",
+    "name_heads",
     "per_head_topk_table",
     "ratio_bar",
     "read_benchmarks",
@@ -120,6 +129,7 @@ __all__ = [
     "refresh_figure",
     "results_bar",
     "router_distribution_histogram",
+    "routing_accuracy_bar",
     "routing_entropy_bar",
     "save_html",
     "save_png",
