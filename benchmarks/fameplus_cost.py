@@ -5,7 +5,7 @@
 
 Times, on an otherwise idle machine (the threads torch uses by default, or OMP_NUM_THREADS):
 
-* FAME+ pre-training (``famekit.training.pretrain_facets``: ``facet_pretrain_steps`` steps of
+* FAME+ pre-training (``famekit.fameplus.pretrain_facets``: ``facet_pretrain_steps`` steps of
   the facet loss alone, the defaults of ``TrainConfig``);
 * one training epoch of FAME (``train_epoch``, the synthetic recipe), and the same epoch with
   the facet loss added to every step (FAME+'s "joint" part);
@@ -26,13 +26,8 @@ from famekit.batching import NextItemBatches
 from famekit.datasets import load
 from famekit.facets import FacetObjective, resolve_facets
 from famekit.model import build_model
-from famekit.training import (
-    epoch_rng,
-    facet_step_loss,
-    pretrain_facets,
-    seed_torch_for_epoch,
-    train_epoch,
-)
+from famekit.fameplus import facet_step_loss, pretrain_facets
+from famekit.training import epoch_rng, seed_torch_for_epoch, train_epoch
 from famekit.workspace import FACETED_DATASETS, recipe
 
 FACETS = FACETED_DATASETS["synthetic"]

@@ -57,7 +57,8 @@ from famekit.checkpoints import restore_rng_state
 from famekit.datasets import DEFAULT_DATASET, SeqDataset
 from famekit.errors import CheckpointError, ParameterError
 from famekit.evaluation import METRIC_NAMES, evaluate
-from famekit.facets import FacetObjective, FacetWarning, resolve_facets
+from famekit.facets import FacetObjective, FacetWarning
+from famekit.fameplus import facet_objective, facet_step_loss, pretrain_facets
 from famekit.model import ModelConfig, build_model
 from famekit.runs import (
     TRAIN_ARGS_FILE,
@@ -345,7 +346,7 @@ def _new_run(out_dir, dataset, dataset_options, config: TrainConfig, options: di
                                        dataset_options)
     _check_memory(config, data)
     # the facet assignment is checked against the data now: a refused one leaves no folder
-    _facet_objective(config, data, config.model_config(data.n_items))
+    facet_objective(config, data, config.model_config(data.n_items))
     if not any(len(s) >= 2 for s in data.split().train_sequences()):
         raise ParameterError(
             f"dataset {data.name!r} has no user with >= 2 training items: leave-one-out keeps "
@@ -410,243 +411,207 @@ def _resumed_run(run: RunDir, out_dir, dataset, options: dict
 def _fit(ctx, run: RunDir, data: SeqDataset, described: dict, config: TrainConfig,
          progress: bool, resumed: bool) -> TrainResult:
     """Build (or restore) the model and optimizer, run the epochs, evaluate the best on test."""
-    seed = config.seed
-    torch.manual_seed(seed)  # initial weights (identical on every rank; DDP broadcasts rank 0's)
-    model_config: ModelConfig = config.model_config(data.n_items)
-    model = build_model(model_config).to(ctx.device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    stopper = EarlyStopping(patience=config.patience)
-    history: list[dict] = []
-    epoch = 0
-    with warnings.catch_warnings():  # a new run's assignment was checked (and warned) already
-        if not resumed:
-            warnings.simplefilter("ignore", FacetWarning)
-        objective = _facet_objective(config, data, model_config)
-    pretrained: dict = {}
-    # A run interrupted before its first epoch finished has no train state: it starts over.
-    if resumed and run.has_train_state():
-        epoch, stopper, history, pretrained = _restore(run, model, optimizer, config)
-    if ctx.is_main:  # after the checks above: a refused resume leaves the run as it was
-        started_by = run.train_args().get("famekit_version") if resumed else None
-        run.write_train_args(config, described, ctx.world_size, famekit_version=started_by)
-    if objective is not None and epoch == 0 and config.facet_schedule in ("pretrain", "both"):
-        pretrained = pretrain_facets(model, objective, config, progress and ctx.is_main)
-    keep_facet_loss = objective is not None and config.facet_schedule in ("joint", "both")
-
-    batches = NextItemBatches(data.split().train_sequences(), config.max_len, config.batch_size)
-    if len(batches) < ctx.world_size:
-        raise ParameterError(
-            f"dataset {data.name!r} has {len(batches)} users with >= 2 training items, fewer "
-            f"than the {ctx.world_size} ranks. Fix: train on more users or fewer processes"
-        )
-    train_model = model
-    if ctx.distributed:
-        from torch.nn.parallel import DistributedDataParallel
-
-        train_model = DistributedDataParallel(
-            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
-    use_bf16 = ctx.device.type == "cuda"
-
-    def autocast():
-        return torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else nullcontext()
-
-    show = progress and ctx.is_main
-    epoch_bar = tqdm(total=config.epochs, initial=epoch, desc=f"train {config.kind}",
-                     unit="epoch", disable=not show)
-    try:
-        while epoch < config.epochs and not stopper.stopped:
-            epoch += 1
-            started = time.perf_counter()
-            seed_torch_for_epoch(seed, epoch, ctx.rank)
-            epoch_batches = batches.epoch(epoch_rng(seed, epoch), min_rows=ctx.world_size)
-            extra = (facet_step_loss(model, objective, config, epoch) if keep_facet_loss
-                     else None)
-            with tqdm(total=len(epoch_batches), desc=f"epoch {epoch}", unit="batch",
-                      leave=False, disable=not show) as batch_bar:
-                train_loss, _ = train_epoch(train_model, optimizer, batches, epoch_batches, ctx,
-                                            autocast, batch_bar if show else None,
-                                            config.loss_weighting, extra)
-            if not math.isfinite(train_loss):
-                raise ParameterError(
-                    f"training diverged at epoch {epoch} (loss {train_loss}). Fix: lower lr "
-                    f"(now {config.lr}) or raise dropout"
-                )
-            row: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss,
-                                   "train_seconds": time.perf_counter() - started}
-            if epoch % config.eval_every == 0 or epoch == config.epochs:
-                _validate(ctx, model, data, described, config, run, stopper, epoch, row,
-                          epoch_bar)
-            row["seconds"] = time.perf_counter() - started
-            history.append(row)
-            if ctx.is_main:
-                run.save_train_state(optimizer, epoch,
-                                     extra_state={"model": model.state_dict(),
-                                                  "early_stopping": stopper.to_dict(),
-                                                  "history": history,
-                                                  "pretrain": pretrained})
-                run.write_metrics("running", history,
-                                  _summary(config, described, stopper, epoch, "running",
-                                           pretrained=pretrained))
-            epoch_bar.update(1)
-    finally:
-        epoch_bar.close()
-
-    result = TrainResult(run_dir=run.path, best_epoch=stopper.best_epoch,
-                         best_valid=dict(stopper.best_valid), test={}, history=history,
-                         stopped_early=stopper.stopped)
+    session = _Session(ctx, run, data, described, config, progress and ctx.is_main)
+    session.start(resumed)
+    session.run_epochs()
+    result = TrainResult(run_dir=run.path, best_epoch=session.stopper.best_epoch,
+                         best_valid=dict(session.stopper.best_valid), test={},
+                         history=session.history, stopped_early=session.stopper.stopped)
     if ctx.is_main:
-        result.test = _finish(ctx, run, data, described, config, stopper, epoch, history,
-                              progress, pretrained)
+        result.test = session.finish(progress)
     ctx.barrier()
     return result
 
 
-def _restore(run: RunDir, model, optimizer, config: TrainConfig
-             ) -> tuple[int, EarlyStopping, list[dict], dict]:
-    """(epoch, early stopping, history, pre-training record) of the last finished epoch; model,
-    optimizer and RNGs are restored in place. An edited train_state.json can hold anything:
-    refused in one line."""
-    state = run.load_train_state(optimizer)
-    state_file = run.path / TRAIN_STATE_JSON
-    try:
-        extra = state["extra_state"]
+class _Session:
+    """One run being trained: the state the loop's steps share (model, optimizer, early
+    stopping, history, the FAME+ objective and its pre-training record), and the steps
+    themselves: :meth:`start` (build, restore or pre-train), :meth:`run_epochs`
+    (:meth:`validate` inside), :meth:`finish`."""
+
+    def __init__(self, ctx, run: RunDir, data: SeqDataset, described: dict,
+                 config: TrainConfig, show: bool):
+        self.ctx, self.run, self.data, self.described = ctx, run, data, described
+        self.config, self.show = config, show
+        torch.manual_seed(config.seed)  # initial weights (identical on every rank; DDP
+        self.model_config: ModelConfig = config.model_config(data.n_items)  # broadcasts 0's)
+        self.model = build_model(self.model_config).to(ctx.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.stopper = EarlyStopping(patience=config.patience)
+        self.history: list[dict] = []
+        self.epoch = 0
+        self.objective: FacetObjective | None = None
+        self.pretrained: dict = {}  # what FAME+ pre-training did (kept with the run)
+
+    # -------------------------------------------------------------------- steps
+    def start(self, resumed: bool) -> None:
+        """Restore a resumed run's last epoch, record the arguments, pre-train (FAME+)."""
+        ctx, run, config = self.ctx, self.run, self.config
+        with warnings.catch_warnings():  # a new run's assignment was checked (and warned)
+            if not resumed:
+                warnings.simplefilter("ignore", FacetWarning)
+            self.objective = facet_objective(config, self.data, self.model_config)
+        # A run interrupted before its first epoch finished has no train state: it starts over.
+        if resumed and run.has_train_state():
+            self.restore()
+        if ctx.is_main:  # after the checks above: a refused resume leaves the run as it was
+            started_by = run.train_args().get("famekit_version") if resumed else None
+            run.write_train_args(config, self.described, ctx.world_size,
+                                 famekit_version=started_by)
+        if (self.objective is not None and self.epoch == 0
+                and config.facet_schedule in ("pretrain", "both")):
+            self.pretrained = pretrain_facets(self.model, self.objective, config, self.show)
+
+    def restore(self) -> None:
+        """Model, optimizer, RNGs, early stopping, history and the pre-training record of the
+        last finished epoch. An edited train_state.json can hold anything: refused in one
+        line."""
+        run, config = self.run, self.config
+        state = run.load_train_state(self.optimizer)
+        state_file = run.path / TRAIN_STATE_JSON
         try:
-            model.load_state_dict(extra["model"])
-        except RuntimeError as exc:
+            extra = state["extra_state"]
+            try:
+                self.model.load_state_dict(extra["model"])
+            except RuntimeError as exc:
+                raise CheckpointError(
+                    f"{run.path / TRAIN_STATE_TENSORS} does not match the model that "
+                    f"{run.path / TRAIN_ARGS_FILE} describes ({exc}). Fix: start the run again "
+                    "(overwrite=True / --overwrite)"
+                ) from None
+            restore_rng_state(state["rng"])
+            epoch = int(state["epoch"])
+            stopper = EarlyStopping.from_dict(extra["early_stopping"], config.patience)
+            history = list(extra["history"])
+            if not all(isinstance(row, dict) for row in history):
+                raise TypeError("history rows must be objects")
+            pretrained = dict(extra.get("pretrain") or {})
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
             raise CheckpointError(
-                f"{run.path / TRAIN_STATE_TENSORS} does not match the model that "
-                f"{run.path / TRAIN_ARGS_FILE} describes ({exc}). Fix: start the run again "
-                "(overwrite=True / --overwrite)"
+                f"{state_file} is damaged or was edited ({type(exc).__name__}: {exc}). Fix: "
+                "restore the file, or start the run again (--overwrite)"
             ) from None
-        restore_rng_state(state["rng"])
-        epoch = int(state["epoch"])
-        stopper = EarlyStopping.from_dict(extra["early_stopping"], config.patience)
-        history = list(extra["history"])
-        if not all(isinstance(row, dict) for row in history):
-            raise TypeError("history rows must be objects")
-        pretrained = dict(extra.get("pretrain") or {})
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
-        raise CheckpointError(
-            f"{state_file} is damaged or was edited ({type(exc).__name__}: {exc}). Fix: "
-            "restore the file, or start the run again (--overwrite)"
-        ) from None
-    if config.epochs < epoch:
-        raise ParameterError(
-            f"{run.path} has already trained {epoch} epochs, more than epochs="
-            f"{config.epochs}. Fix: pass epochs >= {epoch} (--epochs) to continue it"
-        )
-    return epoch, stopper, history, pretrained
+        if config.epochs < epoch:
+            raise ParameterError(
+                f"{run.path} has already trained {epoch} epochs, more than epochs="
+                f"{config.epochs}. Fix: pass epochs >= {epoch} (--epochs) to continue it"
+            )
+        self.epoch, self.stopper, self.history, self.pretrained = (epoch, stopper, history,
+                                                                   pretrained)
 
+    def run_epochs(self) -> None:
+        """Train until ``config.epochs`` or early stopping; every epoch is checkpointed."""
+        ctx, config, model, seed = self.ctx, self.config, self.model, self.config.seed
+        batches = NextItemBatches(self.data.split().train_sequences(), config.max_len,
+                                  config.batch_size)
+        if len(batches) < ctx.world_size:
+            raise ParameterError(
+                f"dataset {self.data.name!r} has {len(batches)} users with >= 2 training items, "
+                f"fewer than the {ctx.world_size} ranks. Fix: train on more users or fewer "
+                "processes"
+            )
+        train_model = model
+        if ctx.distributed:
+            from torch.nn.parallel import DistributedDataParallel
 
-def _validate(ctx, model, data: SeqDataset, described: dict, config: TrainConfig, run: RunDir,
-              stopper: EarlyStopping, epoch: int, row: dict, epoch_bar) -> None:
-    """Rank 0 evaluates on "valid" and saves a new best; every rank follows its stop decision."""
-    stop = torch.zeros(1, device=ctx.device)
-    if ctx.is_main:
-        valid = evaluate(model, data, split="valid", batch_size=config.eval_batch_size,
-                         progress=False)
-        valid = {m: float(valid[m]) for m in METRIC_NAMES}
-        row.update({f"valid_{m}": value for m, value in valid.items()})
-        if stopper.update(epoch, valid):
-            run.save_model(model, described["name"], data.fingerprint,
-                           _summary(config, described, stopper, epoch, "running"))
-        stop[0] = float(stopper.stopped)
-        epoch_bar.set_postfix(loss=f"{row['train_loss']:.4f}",
-                              ndcg10=f"{valid[SELECTION_METRIC]:.4f}",
-                              best=f"{stopper.best_score:.4f}@{stopper.best_epoch}")
-    stopper.stopped = bool(ctx.broadcast_(stop)[0].item())
+            train_model = DistributedDataParallel(
+                model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+        use_bf16 = ctx.device.type == "cuda"
 
+        def autocast():
+            return torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else nullcontext()
 
-def _finish(ctx, run: RunDir, data: SeqDataset, described: dict, config: TrainConfig,
-            stopper: EarlyStopping, epoch: int, history: list[dict], progress: bool,
-            pretrained: dict) -> dict:
-    """Reload the best weights, evaluate them on "test", record the result (rank 0 only)."""
-    best = run.load(dataset=data, device=ctx.device)
-    metrics = evaluate(best.model, data, split="test", batch_size=config.eval_batch_size,
-                       progress=progress)
-    test = {m: float(metrics[m]) for m in METRIC_NAMES}
-    test["users"] = int(metrics["users"])
-    summary = _summary(config, described, stopper, epoch, "finished", test=test,
-                       pretrained=pretrained)
-    run.save_model(best.model, described["name"], data.fingerprint, summary)
-    run.write_metrics("finished", history, summary)
-    return test
+        keep_facet_loss = (self.objective is not None
+                           and config.facet_schedule in ("joint", "both"))
+        epoch_bar = tqdm(total=config.epochs, initial=self.epoch, desc=f"train {config.kind}",
+                         unit="epoch", disable=not self.show)
+        try:
+            while self.epoch < config.epochs and not self.stopper.stopped:
+                self.epoch += 1
+                epoch = self.epoch
+                started = time.perf_counter()
+                seed_torch_for_epoch(seed, epoch, ctx.rank)
+                epoch_batches = batches.epoch(epoch_rng(seed, epoch), min_rows=ctx.world_size)
+                extra = (facet_step_loss(model, self.objective, config, epoch)
+                         if keep_facet_loss else None)
+                with tqdm(total=len(epoch_batches), desc=f"epoch {epoch}", unit="batch",
+                          leave=False, disable=not self.show) as batch_bar:
+                    train_loss, _ = train_epoch(train_model, self.optimizer, batches,
+                                                epoch_batches, ctx, autocast,
+                                                batch_bar if self.show else None,
+                                                config.loss_weighting, extra)
+                if not math.isfinite(train_loss):
+                    raise ParameterError(
+                        f"training diverged at epoch {epoch} (loss {train_loss}). Fix: lower lr "
+                        f"(now {config.lr}) or raise dropout"
+                    )
+                row: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss,
+                                       "train_seconds": time.perf_counter() - started}
+                if epoch % config.eval_every == 0 or epoch == config.epochs:
+                    self.validate(row, epoch_bar)
+                row["seconds"] = time.perf_counter() - started
+                self.history.append(row)
+                if ctx.is_main:
+                    self.run.save_train_state(
+                        self.optimizer, epoch,
+                        extra_state={"model": model.state_dict(),
+                                     "early_stopping": self.stopper.to_dict(),
+                                     "history": self.history, "pretrain": self.pretrained})
+                    self.run.write_metrics("running", self.history, self.summary("running"))
+                epoch_bar.update(1)
+        finally:
+            epoch_bar.close()
 
+    def validate(self, row: dict, epoch_bar) -> None:
+        """Rank 0 evaluates on "valid" and saves a new best; every rank follows its stop
+        decision."""
+        ctx, stopper = self.ctx, self.stopper
+        stop = torch.zeros(1, device=ctx.device)
+        if ctx.is_main:
+            valid = evaluate(self.model, self.data, split="valid",
+                             batch_size=self.config.eval_batch_size, progress=False)
+            valid = {m: float(valid[m]) for m in METRIC_NAMES}
+            row.update({f"valid_{m}": value for m, value in valid.items()})
+            if stopper.update(self.epoch, valid):
+                self.run.save_model(self.model, self.described["name"], self.data.fingerprint,
+                                    self.summary("running"))
+            stop[0] = float(stopper.stopped)
+            epoch_bar.set_postfix(loss=f"{row['train_loss']:.4f}",
+                                  ndcg10=f"{valid[SELECTION_METRIC]:.4f}",
+                                  best=f"{stopper.best_score:.4f}@{stopper.best_epoch}")
+        stopper.stopped = bool(ctx.broadcast_(stop)[0].item())
 
-def _summary(config: TrainConfig, described: dict, stopper: EarlyStopping, epoch: int,
-             status: str, test: dict | None = None, pretrained: dict | None = None) -> dict:
-    """The training summary stored in config.json and metrics.json (``facets`` and
-    ``pretrain`` only for FAME+ runs, so that other runs' files stay as they were)."""
-    extra = {}
-    if config.facets:
-        extra = {"facets": list(config.facets), "facet_target": config.facet_target,
-                 "facet_schedule": config.facet_schedule, "pretrain": dict(pretrained or {})}
-    return {
-        "status": status,
-        "kind": config.kind,
-        "dataset": described["name"],
-        "epochs_run": epoch,
-        "selection_metric": f"valid {SELECTION_METRIC}",
-        "best_epoch": stopper.best_epoch,
-        "best_valid": dict(stopper.best_valid),
-        "stopped_early": stopper.stopped,
-        "test": dict(test or {}),
-        **extra,
-    }
+    def finish(self, progress: bool) -> dict:
+        """Reload the best weights, evaluate them on "test", record the result (rank 0)."""
+        run, data = self.run, self.data
+        best = run.load(dataset=data, device=self.ctx.device)
+        metrics = evaluate(best.model, data, split="test",
+                           batch_size=self.config.eval_batch_size, progress=progress)
+        test = {m: float(metrics[m]) for m in METRIC_NAMES}
+        test["users"] = int(metrics["users"])
+        summary = self.summary("finished", test=test)
+        run.save_model(best.model, self.described["name"], data.fingerprint, summary)
+        run.write_metrics("finished", self.history, summary)
+        return test
 
-
-# ------------------------------------------------------------------------------- FAME+
-def _facet_objective(config: TrainConfig, data: SeqDataset, model_config: ModelConfig
-                     ) -> FacetObjective | None:
-    """The facet objective of a FAME+ run (None without facets), checked against the data."""
-    if not config.facets:
-        return None
-    labels = resolve_facets(data, config.facets, model_config.n_heads)
-    heads = list(range(len(labels))) if config.facet_target == "heads" else None
-    return FacetObjective(labels, heads, config.facet_items, config.facet_temperature)
-
-
-def _facet_rng(seed: int, epoch: int, step: int) -> np.random.Generator:
-    """The item sample of one facet-loss step (epoch 0 = pre-training)."""
-    return np.random.default_rng([seed, epoch, step, 0xFAC])
-
-
-def facet_step_loss(model, objective: FacetObjective, config: TrainConfig, epoch: int
-                     ) -> Callable[[int], torch.Tensor]:
-    """``step -> weight * facet loss`` for the steps of one epoch (FAME+ joint schedule)."""
-    def loss(step: int) -> torch.Tensor:
-        rng = _facet_rng(config.seed, epoch, step)
-        return config.facet_weight * objective.loss(model, rng, step)
-    return loss
-
-
-def pretrain_facets(model, objective: FacetObjective, config: TrainConfig,
-                    progress: bool = False) -> dict:
-    """FAME+ pre-training: ``config.facet_pretrain_steps`` Adam steps of the facet loss alone,
-    on the item parameters it reaches (E, and W_f for FAME), before sequential training.
-
-    Deterministic for a seed (the samples come from :func:`_facet_rng` with epoch 0). Returns
-    the record kept with the run: steps, seconds, and the mean loss of the first and the last
-    10 steps of each facet.
-    """
-    params = [p for p in (model.item_embed.weight, getattr(model, "item_projection", None))
-              if p is not None]
-    optimizer = torch.optim.Adam(params, lr=config.lr)
-    model.train()
-    k = len(objective.facets)
-    window = 10 * k
-    losses = []
-    started = time.perf_counter()
-    for step in tqdm(range(config.facet_pretrain_steps), desc="pretrain facets", unit="step",
-                     disable=not progress, leave=False):
-        loss = objective.loss(model, _facet_rng(config.seed, 0, step), step)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.detach()))
-    with torch.no_grad():  # padding stays the zero vector (the lookup never sampled it)
-        model.item_embed.weight[0].zero_()
-    return {"steps": config.facet_pretrain_steps,
-            "seconds": round(time.perf_counter() - started, 3),
-            "first_loss": float(np.mean(losses[:window])),
-            "last_loss": float(np.mean(losses[-window:]))}
+    def summary(self, status: str, test: dict | None = None) -> dict:
+        """The training summary stored in config.json and metrics.json (``facets`` and
+        ``pretrain`` only for FAME+ runs, so that other runs' files stay as they were)."""
+        config, stopper = self.config, self.stopper
+        extra = {}
+        if config.facets:
+            extra = {"facets": list(config.facets), "facet_target": config.facet_target,
+                     "facet_schedule": config.facet_schedule,
+                     "pretrain": dict(self.pretrained)}
+        return {
+            "status": status,
+            "kind": config.kind,
+            "dataset": self.described["name"],
+            "epochs_run": self.epoch,
+            "selection_metric": f"valid {SELECTION_METRIC}",
+            "best_epoch": stopper.best_epoch,
+            "best_valid": dict(stopper.best_valid),
+            "stopped_early": stopper.stopped,
+            "test": dict(test or {}),
+            **extra,
+        }

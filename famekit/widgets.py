@@ -23,8 +23,9 @@ import html
 from famekit.analysis.user_view import DEFAULT_MAX_USERS, UserView
 from famekit.checkpoints import Run
 from famekit.datasets import SeqDataset
-from famekit.errors import FamekitError
+from famekit.errors import FamekitError, ParameterError
 from famekit.figures.explorer import explorer_figures, history_html, refresh_figure, topk_html
+from famekit.figures.facets import name_heads
 from famekit.runs import dataset_for_run
 
 __all__ = ["UserExplorer"]
@@ -44,10 +45,19 @@ class UserExplorer:
     """
 
     def __init__(self, model, dataset: SeqDataset | None = None, split: str = "test",
-                 users=None, top_k: int = 10, max_users: int = DEFAULT_MAX_USERS):
-        if isinstance(model, Run):
+                 users=None, top_k: int = 10, max_users: int = DEFAULT_MAX_USERS,
+                 head_labels=None):
+        if isinstance(model, Run):  # a FAME+ run names its heads by facet ("head 0 · genre")
+            head_labels = model.head_labels if head_labels is None else head_labels
             model, dataset = model.model, dataset_for_run(model, dataset)
         self.view = view = UserView(model, dataset, split, users, top_k, max_users)
+        self.head_labels = (list(head_labels) if head_labels is not None
+                            else [f"head {h}" for h in range(view.n_heads)])
+        if len(self.head_labels) != view.n_heads or not all(
+                isinstance(label, str) for label in self.head_labels):
+            raise ParameterError(
+                f"head_labels={head_labels!r} must be {view.n_heads} names, one per head. Fix: "
+                "pass the run's own (Run.head_labels / opened.head_labels) or leave it out")
         self.model, self.dataset, self.split, self.top_k = model, dataset, split, view.top_k
         self.activations, self.users, self.n_heads = view.activations, view.users, view.n_heads
         self.user, self.head = int(self.users[0]), 0
@@ -64,10 +74,11 @@ class UserExplorer:
     # ------------------------------------------------------------------------ views
     def _figures(self, parts=None) -> dict:
         view, row = self.view, self.user
-        return explorer_figures(view.routing(row, self.head), view.gates(row), view.anatomy(row),
-                                items=self.dataset.items, user=row, head=self.head,
-                                position=self.position, top_k=self.top_k, parts=parts,
-                                history_row=view.history_row(row, self.position))
+        figures = explorer_figures(view.routing(row, self.head), view.gates(row),
+                                   view.anatomy(row), items=self.dataset.items, user=row,
+                                   head=self.head, position=self.position, top_k=self.top_k,
+                                   parts=parts, history_row=view.history_row(row, self.position))
+        return {name: name_heads(fig, self.head_labels) for name, fig in figures.items()}
 
     def static_figures(self) -> dict:
         """Plain ``go.Figure`` objects of the current view: ``routing``, ``gate_bar``,
@@ -84,7 +95,7 @@ class UserExplorer:
     def _html(self, table: str) -> str:
         """The ``"topk"`` or ``"history"`` HTML table of the current view."""
         if table == "topk":
-            return topk_html(self.view.anatomy(self.user), self.top_k)
+            return topk_html(self.view.anatomy(self.user), self.top_k, self.head_labels)
         return history_html(self.view.history(self.user),
                             self.view.history_row(self.user, self.position))
 
@@ -111,7 +122,7 @@ class UserExplorer:
         self.position_slider = W.IntSlider(value=self.position, min=0, max=self.position,
                                            description="position", continuous_update=False)
         self.head_selector = W.ToggleButtons(
-            options=[(f"head {h}", h) for h in range(self.n_heads)], value=self.head,
+            options=[(self.head_labels[h], h) for h in range(self.n_heads)], value=self.head,
             description="head")
         self.status = W.HTML("")
         figures = self._figures(["routing", "gate_bar", "gates"])

@@ -139,3 +139,18 @@ def test_a_ddp_run_resumes_under_torchrun(world, single_run, tmp_path):
     resumed = metrics_of(tmp_path / "resumed")
     assert [row["epoch"] for row in resumed["history"]] == [1, 2, 3]
     assert_same_run(metrics_of(single_run), resumed)
+
+
+@pytest.mark.slow
+def test_ddp_fameplus_matches_a_single_process_run(tmp_path):
+    # the facet loss is the same on every rank (same weights, same sample), so averaging the
+    # ranks' gradients keeps it whole; pre-training runs on every rank before DDP wraps
+    args = ["--dataset", "synthetic", "--data-option", "n_users=300", "--data-option",
+            "n_items=150", "--data-option", "n_brands=12", "--facets", "genre,brand",
+            "--facet-pretrain-steps", "20", "--facet-items", "64", "--epochs", "2"]
+    single(*args, "--out", str(tmp_path / "one"))
+    torchrun(*args, "--out", str(tmp_path / "ddp"))
+    one, ddp = metrics_of(tmp_path / "one"), metrics_of(tmp_path / "ddp")
+    assert ddp["facets"] == ["genre", "brand"]
+    assert ddp["pretrain"]["steps"] == 20
+    assert_same_run(one, ddp)

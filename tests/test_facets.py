@@ -164,6 +164,18 @@ def test_the_oracle_puts_each_field_on_its_head_and_follows_the_assignment(world
                                                       best["price_tier"]: 0}
 
 
+def test_the_recovery_measures_score_near_their_maxima_on_the_oracle(world):
+    from famekit.analysis.recovery import facet_recovery, head_facet_map
+
+    oracle = oracle_model(world, ("brand", "price_tier", "genre"))
+    alignment = alignment_matrix(oracle, world, fields=list(FACETS), n_random_inits=0)
+    recovered = facet_recovery(alignment, world).set_index("facet")
+    assert recovered["best_head"].to_dict() == {"brand": 0, "price_tier": 1, "genre": 2}
+    assert (recovered["agreement"] > 0.95).all()  # the maximum is 1
+    assert {h: f for h, f in head_facet_map(alignment, world).items() if h < 3} == {
+        0: "brand", 1: "price_tier", 2: "genre"}
+
+
 def test_the_margin_check_fails_where_there_is_nothing_to_see(world):
     # an untrained FAME and an oracle drowned in noise carry no facet on any head
     from famekit.model import ModelConfig, build_model

@@ -138,3 +138,16 @@ def test_a_run_reloads_its_dataset_and_wrong_inputs_are_refused(run, world, tmp_
         UserExplorer(run.model, world, users=[])
     with pytest.raises(ParameterError, match="top_k=0"):
         UserExplorer(run.model, world, top_k=0)
+
+
+def test_heads_are_named_by_facet_in_every_part_of_the_explorer(run, world):
+    labels = ["head 0 · genre", "head 1 · brand", "head 2", "head 3"]
+    named = UserExplorer(run, world, users=range(3), top_k=3, head_labels=labels)
+    assert [label for label, _ in named.head_selector.options] == labels
+    assert "head 1 · brand (gate" in named.topk_html.value
+    assert "Routing of head 0 · genre" in named.routing_widget.layout.title.text
+    assert list(named.gate_bar_widget.data[0].x)[:2] == labels[:2]
+    plain = UserExplorer(run, world, users=range(3), top_k=3)  # a FAME run: plain names
+    assert plain.head_labels == ["head 0", "head 1", "head 2", "head 3"]
+    with pytest.raises(ParameterError, match="4 names, one per head"):
+        UserExplorer(run, world, users=range(3), head_labels=["head 0 · genre"])

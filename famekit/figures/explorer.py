@@ -128,14 +128,16 @@ def _cells(lists: pd.DataFrame, name: str, top_k: int) -> list[str]:
     return cells + [""] * (top_k - len(cells))
 
 
-def topk_html(anatomy: Anatomy, top_k: int) -> str:
+def topk_html(anatomy: Anatomy, top_k: int, head_labels=None) -> str:
     """The fused and per-head top-``top_k`` lists side by side as an HTML table ("title
-    (score)" cells, headers in the heads' colours), with the held-out item's fused rank."""
+    (score)" cells, headers in the heads' colours), with the held-out item's fused rank.
+    ``head_labels``: the heads' names (``Run.head_labels``; default ``"head h"``)."""
     lists = topk_lists(anatomy)
     columns = {"rank": list(range(1, top_k + 1)), "fused": _cells(lists, "fused", top_k)}
     colours = ["#e0e0e0", "#f2f2f2"]
     for h, gate in enumerate(anatomy.gates):
-        columns[f"head {h} (gate {gate:.2f})"] = _cells(lists, f"head {h}", top_k)
+        name = head_labels[h] if head_labels is not None else f"head {h}"
+        columns[f"{name} (gate {gate:.2f})"] = _cells(lists, f"head {h}", top_k)
         colours.append(head_color(h) + "40")  # the head's colour, 25 % opaque
     target = (f"held-out item {anatomy.target}, fused rank {anatomy.target_rank + 1} "
               "(1 = best)")
