@@ -2,6 +2,8 @@
 
     python benchmarks/fameplus.py                 # three worlds, ~20 min on 2 CPU cores
     python benchmarks/fameplus.py --worlds default --out fameplus-out
+    python benchmarks/fameplus.py --worlds default --seed 1 --models "FAME+ (joint only)" \
+        "FAME+ (pretrain + kept, default)" --out fameplus-seed1   # another seed, two schedules
 
 Trains, with the synthetic recipe (famekit.workspace.RECIPES["synthetic"]):
 
@@ -77,12 +79,13 @@ def _slug(text: str) -> str:
 
 
 def _train(world: str, label: str, runs: Path, dataset_options: dict,
-           facets: tuple[str, ...], progress: bool) -> Path:
-    folder = runs / f"{world}-{_slug(label)}"
+           facets: tuple[str, ...], progress: bool, seed: int) -> Path:
+    folder = runs / f"{world}-{_slug(label)}" if seed == 0 else (
+        runs / f"{world}-{_slug(label)}-seed{seed}")
     if RunDir(folder).status == "finished":
         return folder
     config = recipe("synthetic").config
-    options = _options(label, facets)
+    options = {**_options(label, facets), "seed": seed}
     config = dataclasses.replace(config, **{k: v for k, v in options.items()})
     resume = RunDir(folder).status == "running"
     if resume:
@@ -138,7 +141,8 @@ def _routing_all(row: dict) -> str:
 
 def to_markdown(results: dict) -> str:
     lines = ["# FAME+ on the embedded world", "",
-             ("Made by `python benchmarks/fameplus.py` (2-core CPU). Margins: chance-corrected "
+             (f"Made by `python benchmarks/fameplus.py` (2-core CPU; training seed "
+              f"{results['seed']}). Margins: chance-corrected "
               "kNN agreement of each assigned facet on its head, and in brackets that over the "
               "best other head (target >= 1.5x). Routing: share of users whose top-gated "
               "assigned head is their driving facet's head (target >= 0.8). The oracle is "
@@ -170,19 +174,25 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=Path("reports/benchmarks"))
     parser.add_argument("--progress", action="store_true")
+    parser.add_argument("--seed", type=int, default=0, help="training seed (the worlds keep "
+                        "theirs)")
+    parser.add_argument("--models", nargs="+", default=None, choices=list(MODELS_DEFAULT_WORLD),
+                        help="train only these (default: all of each world)")
     args = parser.parse_args(argv)
     runs = args.runs or Path(os.environ.get("FAMEKIT_RUNS") or runs_root()) / "fameplus-bench"
     started = time.perf_counter()
-    results: dict = {"worlds": {}}
+    results: dict = {"seed": args.seed, "worlds": {}}
     for world in args.worlds:
         dataset_options, facets = WORLDS[world]
         labels = (list(MODELS_DEFAULT_WORLD) if world == "default"
                   else list(MODELS_OTHER_WORLDS))
+        labels = [label for label in labels if args.models is None or label in args.models]
         block = {"dataset_options": dataset_options, "facets": list(facets), "models": {},
                  "oracle": _oracle(dataset_options, facets)}
         for label in labels:
             print(f"[{time.perf_counter() - started:6.0f}s] world {world}: {label}", flush=True)
-            folder = _train(world, label, runs, dataset_options, facets, args.progress)
+            folder = _train(world, label, runs, dataset_options, facets, args.progress,
+                            args.seed)
             block["models"][label] = _measure(folder, facets)
         results["worlds"][world] = block
     args.out.mkdir(parents=True, exist_ok=True)
