@@ -79,7 +79,7 @@ class TrainConfig:
     facets: tuple[str, ...] = field(default=(), metadata=_option(
         "FAME+: metadata fields for heads 0..k-1, comma-separated (e.g. genre,brand,price_tier)"))
     # Choice: "both" (pre-train, then keep the loss in every step), measured against the
-    # paper's pre-training only: docs/decisions.md, "FAME+ facet schedule".
+    # paper's pre-training only: docs/decisions.md, "FAME+: the loss is kept during training".
     facet_schedule: str = field(default="both", metadata=_option(
         "FAME+: 'pretrain' (before sequential training only), 'joint' (during it only) or "
         "'both'", choices=FACET_SCHEDULES))
