@@ -218,17 +218,16 @@ def open_facet_runs(dataset: str = "synthetic", run_dir=None, fameplus_run_dir=N
     facets on its heads is refused.
     """
     given = open_run(dataset, run_dir, seed, quick=quick, progress=progress) if run_dir else None
-    if given is not None and given.facets:
+    if given is not None and given.facets:  # RUN_DIR is itself the FAME+ run
         plus = given
         fame = (open_run(dataset, None, seed, "fame", quick, progress)
                 if dataset in RECIPES else None)
-    elif fameplus_run_dir is not None or dataset in FACETED_DATASETS:
-        plus = open_run(dataset, fameplus_run_dir, seed, "fameplus", quick, progress)
-        fame = given or open_run(dataset, None, seed, "fame", quick, progress)
-    else:
+        return FacetRuns(plus, fame)
+    if fameplus_run_dir is None and dataset not in FACETED_DATASETS:
         return None
-    if not plus.facets:
+    plus = open_run(dataset, fameplus_run_dir, seed, "fameplus", quick, progress)
+    if not plus.facets:  # refused before a baseline is trained for it
         raise ParameterError(
             f"{plus.run_dir} has no facet on its heads. Fix: pass a run trained with famekit "
             "train --facets FIELD,... (FAMEPLUS_RUN_DIR)")
-    return FacetRuns(plus, fame)
+    return FacetRuns(plus, given or open_run(dataset, None, seed, "fame", quick, progress))

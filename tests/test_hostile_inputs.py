@@ -1710,4 +1710,5 @@ def test_a_fame_run_given_as_the_fameplus_run_is_refused(tmp_path, monkeypatch):
     with pytest.raises(ParameterError, match="no facet on its heads.*--facets"):
         workspace.open_facet_runs("synthetic", fameplus_run_dir=tmp_path / "runs" / "r",
                                   progress=False)
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["r"]  # no baseline trained
     assert workspace.open_facet_runs("beauty", progress=False) is None  # nothing to show
