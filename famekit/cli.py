@@ -341,6 +341,8 @@ def _check_report(args) -> int:
             old, new = pair["committed"], pair["now"]
             print(f"  {kind:<{width}} NDCG@10 {old['NDCG@10']:.4f} -> {new['NDCG@10']:.4f}   "
                   f"best epoch {old['best_epoch']} -> {new['best_epoch']}")
+    for kind, why in result.not_retrained.items():
+        print(f"  {kind}: not retrained ({why})")
     shown = 20  # the first ones tell where to look; the count says how many more
     for difference in result.differences[:shown]:
         print(f"DIFFERENCE {difference}")

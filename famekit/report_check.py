@@ -80,6 +80,7 @@ class CheckResult:
     wiggles: dict = field(default_factory=dict)
     differences: list[Difference] = field(default_factory=list)
     retrained: dict = field(default_factory=dict)  # kind -> {committed, now}
+    not_retrained: dict = field(default_factory=dict)  # kind -> why it was not retrained
     seconds: float = 0.0
 
     @property
@@ -411,10 +412,20 @@ def check_report(folder, notebooks_dir=None, retrain: bool = True, tol: Toleranc
             # cannot know how the given run was trained
             defaults = runs if parameters.get("RUN_DIR") is None else {
                 k: v for k, v in runs.items() if k != "fame"}
+            result.not_retrained = {k: NOT_RETRAINED[k] for k in defaults if k in NOT_RETRAINED}
+            defaults = {k: v for k, v in defaults.items() if k not in result.not_retrained}
             _retrain_and_compare(defaults, dataset, seed, quick, scratch / "retrained", tol,
                                  progress, result)
     result.seconds = time.perf_counter() - started
     return result
+
+
+# Bundled runs that the check re-executes over but does not retrain, and why: each retrain
+# costs a minute or more of the 15-minute suite (docs/decisions.md, "What the check retrains").
+NOT_RETRAINED = {
+    "sasrec-meta": "its code paths are retrained with sasrec (the model) and fameplus (the "
+                   "facet objective); its bundled weights are still re-executed",
+}
 
 
 def _summary_of(run_dir: Path) -> dict:
