@@ -131,7 +131,7 @@ def test_alignment_matrix_finds_a_planted_head_and_random_init_does_not(world):
     centres = torch.randn(12, 4) * 3
     with torch.no_grad():  # plant brand structure in head 2's slice of E (W_f starts at identity)
         model.item_embed.weight[1:, 8:12] = centres[codes[1:]] + 0.05 * torch.randn(240, 4)
-    table = A.alignment_matrix(model, world, fields=["brand", "genre"], n_permutations=20)
+    table = A.alignment_matrix(model, world, fields=["brand", "genre"])
     with pytest.raises(ParameterError, match="n_permutations"):
         A.alignment_matrix(model, world, n_permutations=10)
     cell = table.set_index(["embedding", "field"])

@@ -187,6 +187,24 @@ def test_the_margin_check_fails_where_there_is_nothing_to_see(world):
     assert not _margins(drowned, world, FACETS)["passes"].all()
 
 
+def test_specialisation_sees_the_oracle_and_not_an_untrained_model(world):
+    from famekit.analysis.alignment import head_specialisation
+    from famekit.model import ModelConfig, build_model
+
+    oracle = oracle_model(world, FACETS)
+    alignment = alignment_matrix(oracle, world, fields=list(FACETS), n_random_inits=0)
+    assert (alignment["p_adjusted"] >= alignment["p_value"]).all()
+    assert alignment["p_floor"].eq(1 / 2000).all()
+    spec = head_specialisation(oracle, world, alignment, n_boot=200).set_index("head")
+    assert spec.loc[[0, 1, 2], "best_field"].tolist() == list(FACETS)
+    assert spec.loc[[0, 1, 2], "specialised"].all(), spec
+    assert (spec.loc[[0, 1, 2], "ci_low"] > 0.5).all()
+    torch.manual_seed(0)
+    untrained = build_model(ModelConfig(n_items=world.n_items, d_model=32)).eval()
+    blank = alignment_matrix(untrained, world, fields=list(FACETS), n_random_inits=0)
+    assert not head_specialisation(untrained, world, blank, n_boot=200)["specialised"].any()
+
+
 def test_chance_corrected_agreement_is_comparable_across_cardinalities():
     assert chance_corrected(0.25, 0.25) == 0.0 and chance_corrected(1.0, 0.1) == 1.0
     assert chance_corrected(0.0, 0.5) == -1.0 and math.isnan(chance_corrected(1.0, 1.0))

@@ -14,7 +14,9 @@ DataFrames or arrays (never figures; :mod:`famekit.figures` draws them).
 * :mod:`~famekit.analysis.oracle` - a FAME whose heads carry facets by construction (the
   positive control);
 * :mod:`~famekit.analysis.facet_heads` - FAME+ runs read by driving facet (gates, knockouts);
-* :mod:`~famekit.analysis.metadata` - item and user labels from metadata.
+* :mod:`~famekit.analysis.metadata` - item and user labels from metadata;
+* :mod:`~famekit.analysis.stats` - Holm correction, bootstrap intervals, permutation tests;
+* :mod:`~famekit.analysis.findings` - the verdicts each report page opens with.
 """
 
 from famekit.analysis.activations import Activations, collect_activations
@@ -23,6 +25,7 @@ from famekit.analysis.alignment import (
     alignment_matrix,
     chance_corrected,
     facet_margins,
+    head_specialisation,
     knn_agreement,
 )
 from famekit.analysis.anatomy import Anatomy, recommendation_anatomy
@@ -32,7 +35,14 @@ from famekit.analysis.facet_heads import (
     facet_knockouts,
     gates_by_driving_facet,
 )
-from famekit.analysis.gates import gate_summary, gates_along_sequence, gates_by_group, user_gates
+from famekit.analysis.gates import (
+    GateGroups,
+    gate_group_test,
+    gate_summary,
+    gates_along_sequence,
+    gates_by_group,
+    user_gates,
+)
 from famekit.analysis.knockouts import expert_forcing_table, head_knockout_table
 from famekit.analysis.metadata import item_labels, label_fields, user_majority_labels
 from famekit.analysis.oracle import oracle_model
@@ -56,6 +66,7 @@ from famekit.analysis.user_view import UserView, topk_lists
 __all__ = [
     "Activations",
     "Anatomy",
+    "GateGroups",
     "UserView",
     "accuracy_table",
     "agreement_with_nulls",
@@ -71,6 +82,7 @@ __all__ = [
     "facet_margins",
     "facet_recovery",
     "facet_routing_accuracy",
+    "gate_group_test",
     "gate_summary",
     "gates_along_sequence",
     "gates_by_driving_facet",
@@ -79,6 +91,7 @@ __all__ = [
     "head_facet_map",
     "head_knockout_table",
     "head_layouts",
+    "head_specialisation",
     "interest_expert_nmi",
     "item_labels",
     "knn_agreement",

@@ -23,10 +23,27 @@ from famekit.datasets import SeqDataset
 from famekit.datasets.missing import is_missing_label
 from famekit.errors import ParameterError
 
-__all__ = ["encode_labels", "item_labels", "label_fields", "user_majority_labels"]
+__all__ = ["encode_labels", "item_labels", "label_fields", "user_majority_labels", "value_order"]
 
 # Preferred order of the fields analyses look at, when a dataset has them.
 _CANDIDATES = ("genre", "brand", "price_tier", "top_category", "leaf_category")
+
+
+def value_order(field: str | None, values) -> list[str] | None:
+    """The natural order of an ordinal field's ``values`` (cheapest first), or None when the
+    field is categorical. Known ordinal fields: the synthetic world's ``price_tier``."""
+    from famekit.datasets.synthetic import PRICE_TIERS
+
+    if field != "price_tier":
+        return None
+
+    def rank(value: str) -> tuple:
+        if value in PRICE_TIERS:
+            return (0, PRICE_TIERS.index(value), "")
+        number = value.rsplit(" ", 1)[-1]  # "Tier 7" beyond the named tiers
+        return (1, int(number), "") if number.isdigit() else (2, 0, value)
+
+    return sorted({str(v) for v in values}, key=rank)
 
 
 def _derived_column(dataset: SeqDataset, field: str) -> pd.Series | None:
