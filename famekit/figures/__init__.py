@@ -19,6 +19,7 @@ anatomy            anatomy_contributions_bar, per_head_topk_table, history_table
 explorer           explorer_figures, refresh_figure; history_html, topk_html, html_table
                    (escaped HTML strings: the explorer's fallback without widgets)
 recovery           recovery_bar
+findings           findings_box (the computed verdicts a report page opens with)
 training           read_training_history, training_curves, metrics_comparison_bar
 benchmarks         read_benchmarks, results_bar, ratio_bar, speed_bars,
                    time_to_quality_curves, model_label
@@ -70,6 +71,7 @@ from famekit.figures.facets import (
     name_heads,
     routing_accuracy_bar,
 )
+from famekit.figures.findings import findings_box
 from famekit.figures.gates import (
     gate_distribution,
     gate_summary_bar,
@@ -108,6 +110,7 @@ __all__ = [
     "facet_alignment_grid",
     "facet_knockout_heatmap",
     "find_chromium",
+    "findings_box",
     "gate_distribution",
     "gate_summary_bar",
     "gates_along_sequence_chart",

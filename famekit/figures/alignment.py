@@ -52,9 +52,11 @@ def _fields(alignment: pd.DataFrame, fields) -> list[str]:
 def alignment_heatmap(alignment: pd.DataFrame, *, value: str = "agreement", fields=None,
                       include_full: bool = True, annotate: bool = True,
                       title: str | None = None, height: int | None = None) -> go.Figure:
-    """Embeddings (rows) x metadata fields (columns): agreement, or lift over the permuted
-    null (``value="lift"``); a star marks heads that beat both nulls."""
-    choice(value, "value", ("agreement", "lift"))
+    """Embeddings (rows) x metadata fields (columns): agreement, chance-corrected agreement
+    (``value="chance_corrected"``: 0 = chance, 1 = perfect; comparable across fields of
+    different cardinality) or lift over the permuted null (``value="lift"``); a star marks
+    heads that beat both nulls."""
+    choice(value, "value", ("agreement", "chance_corrected", "lift"))
     require_frame(alignment, "alignment", ["embedding", "head", "field", value, "aligned"],
                   PRODUCER)
     names = _embeddings(alignment, include_full)
@@ -70,6 +72,11 @@ def alignment_heatmap(alignment: pd.DataFrame, *, value: str = "agreement", fiel
         trace = go.Heatmap(z=z, zmin=0.0, zmax=1.0, colorscale=SEQUENTIAL_SCALE,
                            colorbar={"title": {"text": AGREEMENT_AXIS, "side": "right"}})
         hover = "%{y}, %{x}<br>agreement %{z:.3f}<extra></extra>"
+    elif value == "chance_corrected":  # below chance (< 0) is possible: a diverging scale
+        trace = go.Heatmap(z=z, zmid=0.0, zmin=-1.0, zmax=1.0, colorscale=DIVERGING_SCALE,
+                           colorbar={"title": {"text": "chance-corrected agreement",
+                                               "side": "right"}})
+        hover = "%{y}, %{x}<br>chance-corrected agreement %{z:.3f}<extra></extra>"
     else:
         logs = np.log2(np.clip(z, 2.0 ** -4, None))
         span = float(max(1.0, np.nanmax(np.abs(logs)))) if np.isfinite(logs).any() else 1.0
@@ -84,8 +91,8 @@ def alignment_heatmap(alignment: pd.DataFrame, *, value: str = "agreement", fiel
     fig.update_yaxes(autorange="reversed", title_text="embedding")
     fig.update_xaxes(side="top")
     return apply_style(fig, title or "Facet alignment: kNN label agreement of item embeddings",
-                       "\u2605 = aligned: beats the permuted-label null (p < alpha) and every "
-                       "random initialisation",
+                       "\u2605 = aligned: beats the permuted-label null (Holm-adjusted p < "
+                       "alpha) and every random initialisation",
                        height=height or max(320, 170 + 42 * len(names)), top_extra=30)
 
 

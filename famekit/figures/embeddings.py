@@ -6,13 +6,18 @@ row ``i`` = item ``i + 1``), labels from :func:`famekit.analysis.item_labels` (o
 
 Colouring: the ``top_n`` most frequent labels get their own colour, the rest are drawn as
 "other" and items without a label as "missing" (light grey, drawn first so they stay behind).
-A label keeps its colour in every panel of the grid.
+An ordinal field (``price_tier``) instead shows every value in its natural order on a
+sequential scale. A label keeps its colour in every panel of the grid; the hover names each
+point's own value, "other" points included.
 """
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import plotly.graph_objects as go
+from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
 from famekit.datasets.missing import is_missing_label
@@ -32,6 +37,7 @@ OTHER = "other"
 MISSING = "missing"
 # Above this many points, WebGL keeps panning and hovering fluid.
 WEBGL_FROM = 3000
+ORDINAL_SCALE = "Viridis_r"  # light (cheap) to dark (dear): order reads without a legend
 
 
 def _check_layout(layout, arg: str) -> np.ndarray:
@@ -62,15 +68,27 @@ def _point_labels(labels, n_points: int) -> np.ndarray | None:
     return labels[1:] if len(labels) == n_points + 1 else labels
 
 
-def _categories(labels: np.ndarray | None, n_points: int, top_n: int):
-    """(category of each point [V], ordered categories, {category: colour})."""
+def _categories(labels: np.ndarray | None, n_points: int, top_n: int, field: str | None = None):
+    """(category of each point [V], ordered categories, {category: colour}).
+
+    A categorical field keeps its ``top_n`` most frequent values (one colour each, the rest
+    "other"); an ordinal field (:func:`famekit.analysis.metadata.value_order`) keeps every
+    value, in its natural order, on a sequential scale (cheap = light, dear = dark)."""
+    from famekit.analysis.metadata import value_order
+
     if labels is None:
         return np.full(n_points, "items", dtype=object), ["items"], {"items": label_color(0)}
     present = np.array([not is_missing_label(v) for v in labels], dtype=bool)
     values, counts = np.unique(labels[present].astype(str), return_counts=True)
-    order = np.lexsort((values, -counts))  # most frequent first, ties by name
-    top = [str(v) for v in values[order][:top_n]]
-    colours = {c: label_color(i) for i, c in enumerate(top)}
+    ordinal = value_order(field, values)
+    if ordinal is not None:
+        top = ordinal
+        shades = sample_colorscale(ORDINAL_SCALE, np.linspace(0.05, 0.95, max(2, len(top))))
+        colours = dict(zip(top, shades))
+    else:
+        order = np.lexsort((values, -counts))  # most frequent first, ties by name
+        top = [str(v) for v in values[order][:top_n]]
+        colours = {c: label_color(i) for i, c in enumerate(top)}
     keep = set(top)
     cats = np.array([MISSING if not present[i] else (str(labels[i]) if str(labels[i]) in keep
                                                       else OTHER)
@@ -86,20 +104,25 @@ def _categories(labels: np.ndarray | None, n_points: int, top_n: int):
 
 
 def _scatter_traces(layout: np.ndarray, cats, ordered, colours, hover, marker_size: float,
-                    show_legend: bool, field: str | None):
+                    show_legend: bool, field: str | None, values=None):
+    """One trace per category; the hover names each point's own value (``values`` [V]), so a
+    grey "other" point still says which brand it is."""
     scatter = go.Scattergl if len(layout) >= WEBGL_FROM else go.Scatter
     traces = []
     for cat in ordered:
         sel = np.flatnonzero(cats == cat)
         if not len(sel):
             continue
+        own = ([cat] * len(sel) if values is None or cat == MISSING
+               else [str(values[i]) for i in sel])
+        texts = [hover[i] + (f"<br>{html.escape(field)}: {html.escape(v)}" if field else "")
+                 for i, v in zip(sel, own)]
         traces.append(scatter(
             x=layout[sel, 0], y=layout[sel, 1], mode="markers", name=cat, legendgroup=cat,
             showlegend=show_legend,
             marker={"size": marker_size, "color": colours[cat],
                     "opacity": 0.45 if cat == MISSING else 0.8, "line": {"width": 0}},
-            text=[hover[i] for i in sel],
-            hovertemplate="%{text}" + (f"<br>{field}: {cat}" if field else "") + "<extra></extra>",
+            text=texts, hovertemplate="%{text}<extra></extra>",
         ))
     return traces
 
@@ -119,9 +142,9 @@ def embedding_scatter(layout, labels=None, *, items=None, top_n: int = 10,
     layout = _check_layout(layout, "layout")
     top_n = positive_int(top_n, "top_n", allow_none=False)
     point_labels = _point_labels(labels, len(layout))
-    cats, ordered, colours = _categories(point_labels, len(layout), top_n)
+    cats, ordered, colours = _categories(point_labels, len(layout), top_n, field)
     fig = go.Figure(_scatter_traces(layout, cats, ordered, colours, _hover(items, len(layout)),
-                                    marker_size, True, field))
+                                    marker_size, True, field, point_labels))
     fig.update_xaxes(title_text="UMAP 1 (no unit)", showticklabels=False, zeroline=False)
     fig.update_yaxes(title_text="UMAP 2 (no unit)", showticklabels=False, zeroline=False)
     fig.update_layout(legend={"title": {"text": field or ""}, "itemsizing": "constant"})
@@ -160,7 +183,7 @@ def embedding_grid(layouts: dict, labels=None, *, keys=None, items=None, top_n: 
     n_points = sizes.pop()
     top_n = positive_int(top_n, "top_n", allow_none=False)
     point_labels = _point_labels(labels, n_points)
-    cats, ordered, colours = _categories(point_labels, n_points, top_n)
+    cats, ordered, colours = _categories(point_labels, n_points, top_n, field)
     # Every panel repeats the hover texts: titles only keep a 12k-item grid's HTML small.
     hover = _hover(items, n_points, fields=("title",))
     shown = np.arange(n_points)
@@ -168,6 +191,7 @@ def embedding_grid(layouts: dict, labels=None, *, keys=None, items=None, top_n: 
     if max_points is not None and max_points < n_points:
         shown = np.sort(np.random.default_rng(seed).choice(n_points, max_points, replace=False))
     cats, hover = cats[shown], [hover[i] for i in shown]
+    shown_labels = None if point_labels is None else point_labels[shown]
     arrays = {k: a[shown] for k, a in arrays.items()}
     rows, cols = grid_shape(len(chosen), max_cols=max_cols)
     names = [f"head {k}" if not isinstance(k, str) else f"{k} embedding" for k in chosen]
@@ -175,7 +199,7 @@ def embedding_grid(layouts: dict, labels=None, *, keys=None, items=None, top_n: 
                         horizontal_spacing=0.03, vertical_spacing=0.08)
     for i, key in enumerate(chosen):
         for trace in _scatter_traces(arrays[key], cats, ordered, colours, hover, marker_size,
-                                     i == 0, field):
+                                     i == 0, field, shown_labels):
             fig.add_trace(trace, row=i // cols + 1, col=i % cols + 1)
     fig.update_xaxes(showticklabels=False, zeroline=False, showgrid=False)
     fig.update_yaxes(showticklabels=False, zeroline=False, showgrid=False)

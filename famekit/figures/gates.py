@@ -23,7 +23,7 @@ from famekit.figures.checks import (
     require_frame,
     select,
 )
-from famekit.figures.style import SEQUENTIAL_SCALE, apply_style, head_color
+from famekit.figures.style import DIVERGING_SCALE, SEQUENTIAL_SCALE, apply_style, head_color
 
 __all__ = [
     "gate_distribution",
@@ -114,12 +114,15 @@ def gate_distribution(user_gates: pd.DataFrame, *, heads=None, kind: str = "box"
 
 
 def gates_by_group_heatmap(by_group: pd.DataFrame, *, heads=None, top_k: int | None = 15,
-                           annotate: bool = True, title: str | None = None,
-                           height: int | None = None) -> go.Figure:
+                           centred: bool = True, annotate: bool = True,
+                           title: str | None = None, height: int | None = None) -> go.Figure:
     """Mean last-position gate weight per user group (rows) and head (columns).
 
-    ``by_group``: :func:`famekit.analysis.gates_by_group`; ``top_k``: keep the groups with
-    the most users (None = all).
+    ``centred=True`` (default) shows each cell minus its head's mean over the groups shown
+    (weighted by users) on a diverging scale: the head effect (one head gets more weight from
+    everyone) would otherwise swamp the group effect, which is the question. ``by_group``:
+    :func:`famekit.analysis.gates_by_group`; ``top_k``: keep the groups with the most users
+    (None = all).
     """
     producer = "famekit.analysis.gates_by_group(acts, groups)"
     require_frame(by_group, "by_group", ["group", "head", "mean_gate", "users"], producer)
@@ -128,21 +131,36 @@ def gates_by_group_heatmap(by_group: pd.DataFrame, *, heads=None, top_k: int | N
     sizes = by_group.groupby("group")["users"].max().sort_values(ascending=False, kind="stable")
     groups = list(sizes.index[:top_k] if top_k else sizes.index)
     table = by_group.pivot_table(index="group", columns="head", values="mean_gate")
-    z = table.loc[groups, chosen].to_numpy(dtype=float)  # [G, H']
+    gates = table.loc[groups, chosen].to_numpy(dtype=float)  # [G, H']
+    weights = sizes.loc[groups].to_numpy(dtype=float)  # [G]
+    head_means = weights @ gates / weights.sum()  # [H']
     y = [f"{g} ({int(sizes[g])} users)" for g in groups]
     x = [f"head {h}" for h in chosen]
-    fig = go.Figure(go.Heatmap(
-        z=z, x=x, y=y, colorscale=SEQUENTIAL_SCALE,
-        colorbar={"title": {"text": GATE_AXIS, "side": "right"}},
-        text=np.round(z, 3) if annotate else None,
-        texttemplate="%{text}" if annotate else None,
-        hovertemplate="%{y}<br>%{x}: mean gate %{z:.3f}<extra></extra>",
-    ))
+    if centred:
+        z = gates - head_means  # [G, H']
+        span = float(np.abs(z).max()) or 1e-3
+        trace = go.Heatmap(
+            z=z, customdata=gates, zmid=0.0, zmin=-span, zmax=span, colorscale=DIVERGING_SCALE,
+            colorbar={"title": {"text": "gate − head's mean", "side": "right"}},
+            text=[[f"{v:+.3f}" for v in row] for row in z] if annotate else None,
+            hovertemplate="%{y}<br>%{x}: mean gate %{customdata:.3f} (%{z:+.3f} vs the "
+                          "head's mean)<extra></extra>")
+        subtitle = ("each cell minus its head's mean over these groups ("
+                    + ", ".join(f"{h}: {m:.3f}" for h, m in zip(x, head_means))
+                    + "); 0 everywhere = the gate ignores the group")
+    else:
+        trace = go.Heatmap(
+            z=gates, colorscale=SEQUENTIAL_SCALE,
+            colorbar={"title": {"text": GATE_AXIS, "side": "right"}},
+            text=np.round(gates, 3) if annotate else None,
+            hovertemplate="%{y}<br>%{x}: mean gate %{z:.3f}<extra></extra>")
+        n_heads = int(by_group["head"].max()) + 1
+        subtitle = f"mean over each group's users; uniform = 1/H = {1.0 / n_heads:.2f}"
+    trace.update(x=x, y=y, texttemplate="%{text}" if annotate else None)
+    fig = go.Figure(trace)
     fig.update_yaxes(autorange="reversed", title_text="user group")
     fig.update_xaxes(side="top")
-    n_heads = int(by_group["head"].max()) + 1
-    return apply_style(fig, title or "Gate weights by user group",
-                       f"mean over each group's users; uniform = 1/H = {1.0 / n_heads:.2f}",
+    return apply_style(fig, title or "Gate weights by user group", subtitle,
                        height=height or max(320, 130 + 28 * len(groups)), top_extra=30)
 
 

@@ -71,15 +71,31 @@ def knockout_delta_bar(table: pd.DataFrame, *, metrics=DELTA_METRICS, group: str
                           + "<extra></extra>",
         ))
     fig.add_hline(y=0, line_color="#333333", line_width=1)
-    unit = "relative change (%)" if relative else "absolute change (metric units, 0-1 scale)"
-    fig.update_yaxes(title_text=f"change vs unmodified model: {unit}")
+    unit = "relative change (%)" if relative else "absolute change (0-1 scale)"
+    fig.update_yaxes(title_text=unit)  # short: a long vertical title runs into the title
     fig.update_xaxes(title_text="intervention")
     fig.update_layout(barmode="group")
     legend_below(fig)
     users = part.loc["none", "users"] if "users" in part.columns and "none" in part.index \
         else None
-    subtitle = f"target group {group!r}" + (f", {int(users)} users" if users is not None else "")
+    subtitle = (f"vs the unmodified model; target group {group!r}"
+                + (f", {int(users)} users" if users is not None else ""))
     return apply_style(fig, title or "Accuracy change under knockouts", subtitle, height=height)
+
+
+def _cell_text(relative: bool):
+    """A cell's label: one decimal where a whole percent would round to "-0%" or hide a
+    change; never a signed zero."""
+    def text(value: float) -> str:
+        if not np.isfinite(value):
+            return ""
+        if relative:
+            shown = f"{value:+.0f}%" if abs(value) >= 9.5 else f"{value:+.1f}%"
+        else:
+            shown = f"{value:+.3f}"
+        return shown.replace("+0.0%", "0%").replace("-0.0%", "0%").replace(
+            "+0.000", "0").replace("-0.000", "0")
+    return text
 
 
 def knockout_heatmap(table: pd.DataFrame, *, metric: str = "NDCG@10", relative: bool = True,
@@ -107,8 +123,7 @@ def knockout_heatmap(table: pd.DataFrame, *, metric: str = "NDCG@10", relative: 
     z = z * 100 if relative else z
     finite = np.abs(z[np.isfinite(z)])
     span = float(finite.max()) if len(finite) and finite.max() > 0 else 1.0
-    text = np.vectorize(lambda v: "" if not np.isfinite(v) else
-                        (f"{v:+.0f}%" if relative else f"{v:+.3f}"), otypes=[object])(z)
+    text = np.vectorize(_cell_text(relative), otypes=[object])(z)
     labels = groups
     if "users" in table.columns:
         sizes = table[table["intervention"] == "none"].set_index("group")["users"]
@@ -125,6 +140,8 @@ def knockout_heatmap(table: pd.DataFrame, *, metric: str = "NDCG@10", relative: 
     fig.update_yaxes(autorange="reversed", title_text="intervention")
     fig.update_xaxes(title_text="group of the target item (users)", tickangle=-30)
     what = "relative" if relative else "absolute"
-    return apply_style(fig, title or f"Knockouts: {what} change of {metric} by target group",
+    kind = ("Expert forcing" if all("->" in i for i in interventions)
+            else "Knockouts")  # the title names what the rows are (expert_forcing_table: "head h -> expert e")
+    return apply_style(fig, title or f"{kind}: {what} change of {metric} by target group",
                        "vs the unmodified model in the same group; blank = unmodified metric is 0",
                        height=height or max(360, 260 + 30 * len(interventions)))

@@ -22,6 +22,7 @@ from famekit.figures.style import (
     expert_color,
     grid_shape,
     head_color,
+    integer_tick_step,
     legend_below,
     log2_lift_colorbar,
 )
@@ -79,7 +80,7 @@ def expert_load_heatmap(load: pd.DataFrame, *, heads=None, annotate: bool = True
 def router_distribution_histogram(dist: pd.DataFrame, *, heads=None, experts=None,
                                   log_y: bool = False, title: str | None = None,
                                   height: int | None = None) -> go.Figure:
-    """Histogram of router probabilities, one panel per head, one colour per expert.
+    """Histogram of router probabilities, one panel per head, one outline per expert.
 
     A confident router piles mass near 0 and 1; a uniform one near 1/N.
     ``dist``: :func:`famekit.analysis.router_distribution`.
@@ -97,10 +98,12 @@ def router_distribution_histogram(dist: pd.DataFrame, *, heads=None, experts=Non
         for e in chosen_experts:
             part = dist[(dist["head"] == h) & (dist["expert"] == e)].sort_values("bin_left")
             centre = (part["bin_left"] + part["bin_right"]) / 2
-            fig.add_trace(go.Bar(
-                x=centre, y=part["share"], width=(part["bin_right"] - part["bin_left"]) * 0.95,
+            # one outline per expert (a step line over the bins): overlaid filled bars of
+            # four experts blend into one colour
+            fig.add_trace(go.Scatter(
+                x=centre, y=part["share"], mode="lines", line={"shape": "hvh", "width": 2,
+                                                               "color": expert_color(e)},
                 name=f"expert {e}", legendgroup=f"expert {e}", showlegend=i == 0,
-                marker_color=expert_color(e), opacity=0.6,
                 customdata=np.stack([part["bin_left"], part["bin_right"]], axis=1),
                 hovertemplate=f"head {h}, expert {e}<br>"
                               "p in [%{customdata[0]:.2f}, %{customdata[1]:.2f})"
@@ -113,7 +116,6 @@ def router_distribution_histogram(dist: pd.DataFrame, *, heads=None, experts=Non
                        yanchor="top", showarrow=False, font={"size": 14})
     if log_y:
         fig.update_yaxes(type="log")
-    fig.update_layout(barmode="overlay")
     n_experts = int(dist["expert"].max()) + 1
     return apply_style(fig, title or "Router probability distribution",
                        f"uniform router: every probability = 1/N = {1.0 / n_experts:.2f}",
@@ -190,11 +192,17 @@ def user_routing_heatmap(routing: pd.DataFrame, *, items=None, head: int | None 
     if position is not None:
         fig.add_shape(type="rect", x0=position - 0.5, x1=position + 0.5, y0=-0.5,
                       y1=len(experts) - 0.5, line={"color": "#C00000", "width": 2.5})
-    fig.update_xaxes(title_text="position in the input sequence (0 = oldest item)")
-    fig.update_yaxes(title_text="expert", autorange="reversed")
+    row_name, column_name = "expert", "position"  # the axes and the caption say the same
+    x_title, y_title = f"{column_name} in the input sequence (0 = oldest item)", row_name
+    # positions and experts are whole numbers: ticks every 1 (or every 5, 10, ... on long
+    # sequences), never at the half-cell edges plotly picks for short axes
+    fig.update_xaxes(title_text=x_title, tickmode="linear", tick0=0,
+                     dtick=integer_tick_step(len(positions)))
+    fig.update_yaxes(title_text=y_title, autorange="reversed")
     label = f" (head {head})" if head is not None else ""
     return apply_style(fig, title or f"Routing along one user's sequence{label}",
-                       height=height)
+                       f"rows: {row_name}s; columns: {column_name}s; colour: router "
+                       "probability", height=height)
 
 
 def expert_enrichment_heatmap(enrichment: pd.DataFrame, head: int, *,

@@ -96,6 +96,19 @@ def expert_color(expert: int) -> str:
     return EXPERT_COLORS[int(expert) % len(EXPERT_COLORS)]
 
 
+def integer_tick_step(n: int, max_ticks: int = 20) -> int:
+    """A whole tick step (1, 2, 5, 10, 20, 50, ...) that puts at most ``max_ticks`` ticks on an
+    axis of ``n`` whole-numbered cells."""
+    step, scale = 1, 1
+    while n / step > max_ticks:
+        for factor in (2, 5, 10):
+            step = factor * scale
+            if n / step <= max_ticks:
+                return step
+        scale *= 10
+    return step
+
+
 def label_color(rank: int) -> str:
     """The colour of the ``rank``-th most frequent label (cycles beyond 10)."""
     return LABEL_COLORS[int(rank) % len(LABEL_COLORS)]
