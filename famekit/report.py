@@ -31,13 +31,11 @@ from __future__ import annotations
 
 import hashlib
 import html
-import json
 import os
 import re
 import shutil
 import tempfile
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -50,6 +48,7 @@ from famekit.fileio import (
     exclusive_lock,
     read_json,
 )
+from famekit.report_page import Neighbours, notebook_to_html, script_json
 from famekit.validation import check_int, is_whole_number
 
 __all__ = [
@@ -57,20 +56,19 @@ __all__ = [
     "ReportBusyError",
     "ReportResult",
     "bundle_runs",
-    "read_status",
     "default_notebooks_dir",
-    "script_json",
     "find_notebooks",
     "generate_benchmark_report",
     "generate_reports",
     "notebook_to_html",
+    "read_status",
+    "script_json",
     "write_index",
 ]
 
 ASSETS = "assets"
 RUNS_FOLDER = "runs"  # <report>/runs/<run name>/: the weights the report was made from
 PLOTLY_JS = "plotly.min.js"
-PLOTLY_MIME = "application/vnd.plotly.v1+json"
 STATUS_FILE = "report.json"
 
 
@@ -136,57 +134,7 @@ def _read_notebook(path: Path):
 
 
 # ------------------------------------------------------------------------------- HTML
-# Inside <script> the HTML parser still looks for "</script" and "<!--" (which swallows the rest
-# of the page), and U+2028/9 end a line in older JavaScript: JSON there escapes all of them.
-_SCRIPT_JSON_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
-                        "\u2028": "\\u2028", "\u2029": "\\u2029"}
-_SCRIPT_JSON_UNSAFE = re.compile("[<>&\u2028\u2029]")
-
-
-def script_json(value) -> str:
-    """``value`` as JSON that is safe to place inside an HTML ``<script>`` element."""
-    return _SCRIPT_JSON_UNSAFE.sub(lambda m: _SCRIPT_JSON_ESCAPES[m.group()], json.dumps(value))
-
-
-def _plotly_html(figure_json: dict) -> str:
-    """A div + script drawing one figure with the page's shared plotly.js."""
-    div = f"plot-{uuid.uuid4().hex[:12]}"
-    payload = script_json(figure_json)
-    return (
-        f'<div id="{div}" class="plotly-graph-div" style="width:100%;height:100%;"></div>'
-        f"<script>(function(){{var f={payload};"
-        f"Plotly.newPlot('{div}', f.data || [], f.layout || {{}}, "
-        f"Object.assign({{responsive: true}}, f.config || {{}}));}})();</script>"
-    )
-
-
-def notebook_to_html(nb, plotly_src: str, title: str) -> str:
-    """HTML of an executed notebook whose plotly figures use the shared ``plotly_src`` script."""
-    import copy
-
-    from nbconvert import HTMLExporter
-
-    nb = copy.deepcopy(nb)
-    for cell in nb.cells:
-        for output in cell.get("outputs", []):
-            data = output.get("data", {})
-            if PLOTLY_MIME in data:
-                figure = data[PLOTLY_MIME]
-                data.clear()
-                data["text/html"] = _plotly_html(dict(figure))
-    exporter = HTMLExporter(template_name="lab")
-    exporter.exclude_input_prompt = True
-    exporter.exclude_output_prompt = True
-    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
-    # nbconvert's lab template loads MathJax from a CDN; reports must not reach the network
-    # (the notebooks use no LaTeX), so that script is dropped.
-    body = _CDN_SCRIPT.sub("", body)
-    script = f'<script src="{plotly_src}" charset="utf-8"></script>'
-    return body.replace("</head>", f"{script}\n</head>", 1)
-
-
-_CDN_SCRIPT = re.compile(r'<script[^>]*\ssrc="https?://[^"]*"[^>]*>\s*</script>\s*')
-_HEAD_STYLE = re.compile(r"<style[^>]*>.*?</style>\s*", re.S)
+_HEAD_STYLE = re.compile(r"<style[^>]*>.*?</style>\s*", re.DOTALL)
 
 
 def share_head_styles(page: str, out: Path, href_prefix: str) -> str:
@@ -391,7 +339,8 @@ def generate_reports(
         if result.ok and not only:  # a failed or partial report keeps the runs it was made from
             bundle_runs(list(run_dirs.values()), folder)
         result.seconds = time.perf_counter() - started
-        entries = [asdict(n) for n in result.notebooks]
+        _write_timings(folder, result)
+        entries = [_entry(n) for n in result.notebooks]
         if only:  # a partial run keeps the other notebooks' previous entries
             fresh = {n.name for n in result.notebooks}
             entries = sorted(entries + [e for e in _previous_entries(folder)
@@ -399,14 +348,45 @@ def generate_reports(
                              key=lambda e: e["name"])
         atomic_write_json(folder / STATUS_FILE, {
             "dataset": dataset,
-            "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "seconds": round(result.seconds, 1),
             "parameters": parameters,
             "metrics": result.metrics,
             "notebooks": entries,
         })
     write_index(out)
     return result
+
+
+# When and how fast a report was made: machine-specific, so kept beside the committed files in
+# a git-ignored file (``make report`` on unchanged code leaves ``git status`` clean).
+TIMINGS_FILE = ".timings.json"
+
+
+def _entry(notebook: NotebookResult) -> dict:
+    """A notebook's line in ``report.json``: everything but its duration."""
+    return {k: v for k, v in asdict(notebook).items() if k != "seconds"}
+
+
+def _write_timings(folder: Path, result: ReportResult) -> None:
+    atomic_write_json(folder / TIMINGS_FILE, {
+        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "seconds": round(result.seconds, 1),
+        "notebooks": {n.name: round(n.seconds, 1) for n in result.notebooks},
+    })
+
+
+# Notebook metadata that papermill and the kernel stamp with times and versions; none of it is
+# a result, and it would change every committed notebook on every run.
+_VOLATILE_NOTEBOOK_KEYS = ("duration", "start_time", "end_time")
+
+
+def _without_volatile_metadata(nb) -> None:
+    for key in _VOLATILE_NOTEBOOK_KEYS:
+        nb.metadata.get("papermill", {}).pop(key, None)
+    nb.metadata.get("language_info", {}).pop("version", None)
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+        for key in _VOLATILE_NOTEBOOK_KEYS:
+            cell.metadata.get("papermill", {}).pop(key, None)
 
 
 def bundle_runs(run_dirs, folder: Path) -> list[Path]:
@@ -439,7 +419,11 @@ def _render_notebooks(notebooks: list[Path], folder: Path, out: Path, parameters
     from tqdm.auto import tqdm
 
     results = []
-    for src in tqdm(notebooks, desc=f"report {title}", unit="notebook", disable=not progress):
+    pages = [f"{src.stem}.html" for src in notebooks]
+    for at, src in enumerate(tqdm(notebooks, desc=f"report {title}", unit="notebook",
+                                  disable=not progress)):
+        neighbours = Neighbours("../index.html", pages[at - 1] if at else None,
+                                pages[at + 1] if at + 1 < len(pages) else None)
         t0 = time.perf_counter()
         name = src.stem
         # papermill writes its output in place as it runs: into a folder made fresh for it
@@ -460,9 +444,10 @@ def _render_notebooks(notebooks: list[Path], folder: Path, out: Path, parameters
             continue
         shutil.rmtree(scratch, ignore_errors=True)
         _strip_widget_state(nb)
+        _without_volatile_metadata(nb)
         nb.metadata.setdefault("famekit", {}).update(parameters)
         html_text = share_head_styles(
-            notebook_to_html(nb, plotly_src, f"{title} - {name}"), out, "../")
+            notebook_to_html(nb, plotly_src, f"{title} - {name}", neighbours), out, "../")
         atomic_write_text(folder / f"{name}.ipynb", nbformat.writes(nb))
         atomic_write_text(folder / f"{name}.html", html_text)
         (folder / f"{name}.failed.ipynb").unlink(missing_ok=True)
@@ -506,13 +491,12 @@ def generate_benchmark_report(out="reports", notebooks_dir=None, timeout: int = 
         result.notebooks = _render_notebooks([src], folder, out, parameters, plotly_src,
                                              BENCHMARKS, timeout, progress)
         result.seconds = time.perf_counter() - started
+        _write_timings(folder, result)
         atomic_write_json(folder / STATUS_FILE, {
             "dataset": BENCHMARKS,
-            "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "seconds": round(result.seconds, 1),
             "parameters": parameters,
             "metrics": {},
-            "notebooks": [asdict(n) for n in result.notebooks],
+            "notebooks": [_entry(n) for n in result.notebooks],
         })
     write_index(out)
     return result
@@ -596,7 +580,21 @@ def write_index(out) -> Path:
         f"{body}</body></html>"
     )
     atomic_write_text(out / "index.html", page)
+    _prune_page_styles(out)
     return out / "index.html"
+
+
+def _prune_page_styles(out: Path) -> None:
+    """Remove ``assets/notebook-<hash>.css`` files that no page links any more (the theme
+    changed): they would otherwise pile up in the committed reports."""
+    styles = list((out / ASSETS).glob("notebook-*.css"))
+    if not styles:
+        return
+    pages = "".join(p.read_text(encoding="utf-8", errors="replace")
+                    for p in out.glob("*/*.html"))
+    for style in styles:
+        if style.name not in pages:
+            style.unlink(missing_ok=True)
 
 
 def _text(value) -> str:
@@ -635,7 +633,7 @@ def _index_section(status: dict) -> str:
         rows.append(
             f"<tr><td>{esc(nb.get('name', '?'))}</td><td class='{esc(nb.get('status'))}'>"
             f"{esc(nb.get('status'))}{error}</td><td>{' · '.join(links)}</td>"
-            f"<td>{_number(nb.get('seconds'), '.1f', '?')} s</td></tr>"
+            "</tr>"
         )
     metric_rows = []
     names = ["HR@10", "NDCG@10", "HR@20", "NDCG@20", "MRR"]
@@ -649,9 +647,7 @@ def _index_section(status: dict) -> str:
     header = "".join(f"<th>{n}</th>" for n in names)
     return (
         f"<h2>{esc(status.get('dataset', '?'))}</h2>"
-        f"<p class='muted'>generated {esc(status.get('generated_at', '?'))} in "
-        f"{esc(status.get('seconds', 0))} s</p>"
-        "<table><tr><th>notebook</th><th>status</th><th>open</th><th>time</th></tr>"
+        "<table><tr><th>notebook</th><th>status</th><th>open</th></tr>"
         f"{''.join(rows)}</table>"
         + ("<table><tr><th>test metrics</th>" + header + "<th>best epoch</th></tr>"
            f"{''.join(metric_rows)}</table>" if metric_rows else "")

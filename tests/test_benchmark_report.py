@@ -13,6 +13,7 @@ from famekit import report
 from famekit.cli import main as cli_main
 from famekit.errors import DataFormatError, ParameterError
 from famekit.evaluation import METRIC_NAMES
+from famekit.report_page import recorded_results
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 METRICS = tuple(m for m in METRIC_NAMES if m != "MRR")  # the columns of results.csv
@@ -70,9 +71,7 @@ def test_benchmark_report_renders_the_tables(tables):
     result = report.generate_benchmark_report(out=out, notebooks_dir=out.parent, progress=False)
     assert result.ok, [n.error for n in result.notebooks]
     nb = nbformat.read(tables / "benchmarks.ipynb", as_version=4)
-    printed = "".join(o.get("text", "") for c in nb.cells if "results" in
-                      c.metadata.get("tags", []) for o in c.outputs)
-    recorded = json.loads(printed)
+    recorded = recorded_results(nb)
     assert recorded["fame_over_sasrec"] == {"beauty": pytest.approx(0.052 / 0.048, abs=1e-3),
                                             "toys": pytest.approx(1.02, abs=1e-3)}
     assert recorded["datasets_fame_reaches_target"] == 1  # beauty 1.083 >= 1.05, toys 1.02 not

@@ -13,6 +13,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from famekit.report_page import recorded_results
+
 ROOT = Path(__file__).resolve().parents[1]
 REPORTS = ROOT / "reports"
 NAMES = ["00_overview", "01_head_gates", "02_expert_routing", "03_facet_embeddings",
@@ -25,9 +27,7 @@ DATASETS = [d for d in ("synthetic", "beauty") if (REPORTS / d / "report.json").
 
 def results(dataset: str, name: str) -> dict:
     nb = nbformat.read(REPORTS / dataset / f"{name}.ipynb", as_version=4)
-    cell = next(c for c in nb.cells if "results" in c.metadata.get("tags", []))
-    text = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
-    return json.loads(text)
+    return recorded_results(nb)
 
 
 def test_the_embedded_default_is_reported():
