@@ -32,14 +32,19 @@ def test_template(path):
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(not c.outputs and c.execution_count is None for c in code), "outputs cleared"
     assert "results" in code[-1].metadata.get("tags", []), "results recorded at the end"
+    findings = [c for c in code if "findings" in c.metadata.get("tags", [])]
+    assert len(findings) == 1, "one cell tagged 'findings' (the box the page opens with)"
+    assert "findings_box(" in findings[0].source and "print(" not in findings[0].source
     source = "\n".join(c.source for c in code)
     assert "import torch" not in source and "nn.Module" not in source, "no model code"
     assert "workspace.open_run" in source, "runs come from famekit, not from training cells"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS[:2], ids=lambda p: p.stem)
-def test_papermill_documents_the_parameters(path):
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_papermill_documents_the_parameters(path, caplog):
     papermill = pytest.importorskip("papermill")
     params = papermill.inspect_notebook(str(path))
+    # a comment papermill cannot parse (a quote or "=" in it) loses that parameter's help
+    assert not [r for r in caplog.records if "Unable to parse" in r.getMessage()]
     assert {"DATASET", "RUN_DIR", "SEED", "QUICK"} <= set(params)
     assert all(p["help"] for name, p in params.items() if name != "QUICK"), json.dumps(params)
