@@ -57,9 +57,9 @@ MODELS = ("popularity", "sasrec", "fame", "recbole-sasrec")
 # ModelConfig fields (fame:n_heads=2, fame:n_experts=1, fame:router=uniform, fame:gate=uniform)
 # and, for either model, the optimisation settings of a search (sasrec:batch_size=64,lr=0.002).
 ABLATION_KEYS = {"n_heads": int, "n_experts": int, "router": str, "gate": str,
-                 "batch_size": int, "lr": float, "loss_weighting": str}
+                 "batch_size": int, "lr": float, "loss_weighting": str, "precision": str}
 FAME_ONLY_KEYS = ("n_experts", "router", "gate")
-OPTIMISATION_KEYS = ("batch_size", "lr", "loss_weighting")
+OPTIMISATION_KEYS = ("batch_size", "lr", "loss_weighting", "precision")
 TABLE_METRICS = tuple(m for m in METRIC_NAMES if m != "MRR")  # HR and NDCG at every cut-off
 PREFIX_DATASET = "ml-1m-prefix"
 TRAIN_KEYS = ("d_model", "n_layers", "n_heads", "n_experts", "dropout", "max_len", "epochs",
@@ -140,7 +140,8 @@ def run_famekit(source, kind: str, seed: int, hyper: dict, run_dir: Path, args,
         train(source, kind=kind, out_dir=run_dir, seed=seed, epochs=hyper["epochs"],
               patience=hyper["patience"], batch_size=hyper["batch_size"], lr=hyper["lr"],
               max_len=hyper["max_len"], device=args.device,
-              loss_weighting=hyper.get("loss_weighting", "batch"), **common, **model_options)
+              loss_weighting=hyper.get("loss_weighting", "batch"),
+              precision=hyper.get("precision", "auto"), **common, **model_options)
     metrics = RunDir(run_dir).metrics()
     history = metrics.get("history") or []
     return {"status": metrics.get("status"), "test": metrics.get("test") or {},

@@ -25,9 +25,11 @@ from famekit.facets import FACET_SCHEDULES, FACET_TARGETS
 from famekit.model import MIXERS, MODEL_KINDS, MODELS, ModelConfig
 from famekit.validation import check_choice, check_int, check_name, check_number
 
-__all__ = ["LOSS_WEIGHTINGS", "MODEL_FLAGS", "RESUMABLE", "SELECTION_METRIC", "TrainConfig"]
+__all__ = ["LOSS_WEIGHTINGS", "MODEL_FLAGS", "PRECISIONS", "RESUMABLE", "SELECTION_METRIC",
+           "TrainConfig"]
 
 LOSS_WEIGHTINGS = ("batch", "target")
+PRECISIONS = ("auto", "fp32", "bf16")
 SELECTION_METRIC = "NDCG@10"  # validation metric that picks the best epoch and stops early
 # Fields a resumed run may change (extend a run, give it more patience); any other change
 # would make it another run.
@@ -37,7 +39,7 @@ _SET_BY_TRAINING = ("n_items", "kind", "max_len")
 # Fields added after runs were first written: a train_args.json without them means this.
 _ADDED_FIELDS = {"loss_weighting": "batch", "facets": (), "facet_schedule": "both",
                  "facet_target": "heads", "facet_weight": 1.0, "facet_temperature": 0.1,
-                 "facet_items": 512, "facet_pretrain_steps": 600}
+                 "facet_items": 512, "facet_pretrain_steps": 600, "precision": "auto"}
 
 
 def _option(help: str, flag: str | None = None, choices: tuple[str, ...] | None = None,
@@ -74,6 +76,11 @@ class TrainConfig:
     loss_weighting: str = field(default="batch", metadata=_option(
         "'batch': every batch's mean weighs the same; 'target': every training target "
         "weighs the same over the epoch", choices=LOSS_WEIGHTINGS))
+    # Training steps under bf16 autocast or in fp32 (famekit.training.autocast_for): "auto" is
+    # bf16 on CUDA and fp32 on the CPU; measured in reports/benchmarks/gpu/ (docs/decisions.md).
+    precision: str = field(default="auto", metadata=_option(
+        "'auto' (bf16 autocast on CUDA, fp32 on the CPU), 'fp32' or 'bf16' (autocast on any "
+        "device)", choices=PRECISIONS))
     # FAME+ (famekit.facets, docs/fame-spec.md §8): metadata fields put on heads 0..k-1 by a
     # supervised contrastive loss on their item sub-embeddings; () = plain FAME / SASRec.
     facets: tuple[str, ...] = field(default=(), metadata=_option(
@@ -112,6 +119,7 @@ class TrainConfig:
         object.__setattr__(self, "lr", check_number("lr", self.lr, positive=True,
                                                     fix="pass lr=1e-3"))
         check_choice("loss_weighting", self.loss_weighting, LOSS_WEIGHTINGS)
+        check_choice("precision", self.precision, PRECISIONS)
         for name in ("facet_weight", "facet_temperature"):
             object.__setattr__(self, name, check_number(
                 name, getattr(self, name), positive=True,

@@ -134,6 +134,19 @@ def seed_torch_for_epoch(seed: int, epoch: int, rank: int = 0) -> None:
     torch.manual_seed(int(state[0]))
 
 
+def autocast_for(precision: str, device: torch.device) -> Callable[[], Any]:
+    """A factory of the autocast context of one training step: bf16 autocast or none (fp32).
+
+    ``precision`` is TrainConfig.precision: "auto" means bf16 on CUDA (its tensor cores run bf16
+    matmuls; measured in reports/benchmarks/gpu/) and fp32 on the CPU, "bf16" asks for bf16
+    autocast on any device, "fp32" for none.
+    """
+    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    if not use_bf16:
+        return nullcontext
+    return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+
+
 def _set_threads(threads: int | None, ctx: distributed.DistContext) -> int:
     if threads is not None:
         threads = check_int("threads", threads, 1, fix="pass threads=1 or more (CLI --threads)")
@@ -516,10 +529,7 @@ class _Session:
 
             train_model = DistributedDataParallel(
                 model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
-        use_bf16 = ctx.device.type == "cuda"
-
-        def autocast():
-            return torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else nullcontext()
+        autocast = autocast_for(config.precision, ctx.device)
 
         keep_facet_loss = (self.objective is not None
                            and config.facet_schedule in ("joint", "both"))

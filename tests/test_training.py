@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 
 import numpy as np
 import pytest
@@ -256,6 +257,7 @@ def test_default_run_dir_follows_famekit_runs(tmp_path, monkeypatch):
         ({"dropout": 1.5}, "dropout"),
         ({"device": "tpu"}, "device"),
         ({"loss_weighting": "user"}, "loss_weighting='user' is invalid"),
+        ({"precision": "fp16"}, "precision='fp16' is invalid"),
     ],
 )
 def test_bad_arguments_raise_parameter_errors_before_writing(tmp_path, overrides, message):
@@ -346,12 +348,37 @@ def test_target_weighting_gives_every_target_the_same_weight(tmp_path, monkeypat
         "loss_weighting"] == "target"
 
 
+@pytest.mark.filterwarnings("ignore:CUDA is not available")  # a CUDA context built on a CPU box
+def test_precision_auto_is_bf16_autocast_on_cuda_only():
+    from famekit.training import autocast_for
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert autocast_for("auto", cpu) is nullcontext and autocast_for("fp32", cuda) is nullcontext
+    for precision, device in (("auto", cuda), ("bf16", cuda), ("bf16", cpu)):
+        context = autocast_for(precision, device)()
+        assert isinstance(context, torch.autocast)
+        assert (context.device, context.fast_dtype) == (device.type, torch.bfloat16)
+
+
+def test_bf16_precision_reaches_the_training_step_and_is_recorded(tmp_path):
+    # bf16 autocast on the CPU rounds the matmuls: the losses move away from fp32's, the weights
+    # stay fp32, and the run records its precision (fp32 runs resume without one).
+    dataset = tiny_dataset()
+    fp32 = tiny_train(dataset, tmp_path / "fp32", epochs=1, precision="fp32")
+    bf16 = tiny_train(dataset, tmp_path / "bf16", epochs=1, precision="bf16")
+    assert bf16.history[0]["train_loss"] != fp32.history[0]["train_loss"]
+    assert bf16.history[0]["train_loss"] == pytest.approx(fp32.history[0]["train_loss"], rel=0.05)
+    assert json.loads((tmp_path / "bf16" / "train_args.json").read_text())["precision"] == "bf16"
+    weights = load_run(tmp_path / "bf16", dataset=dataset, device="cpu").model.parameters()
+    assert {p.dtype for p in weights} == {torch.float32}
+
+
 def test_runs_written_before_loss_weighting_still_resume(tmp_path):
     dataset = tiny_dataset()
     tiny_train(dataset, tmp_path / "old", epochs=1)
     args_path = tmp_path / "old" / "train_args.json"
     saved = json.loads(args_path.read_text())
-    del saved["loss_weighting"]
+    del saved["loss_weighting"], saved["precision"]
     args_path.write_text(json.dumps(saved))
     result = train(dataset, resume=tmp_path / "old", epochs=2, progress=False, threads=1)
     assert result.best_epoch in (1, 2)
