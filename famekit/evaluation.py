@@ -45,6 +45,7 @@ from famekit.user_batches import UserBatches
 __all__ = [
     "CUTOFFS",
     "METRIC_NAMES",
+    "batch_target_ranks",
     "evaluate",
     "hit_rate",
     "metrics_from_ranks",
@@ -153,6 +154,15 @@ def target_ranks(
     return counted.sum(dim=1)                                             # [B]
 
 
+def batch_target_ranks(scores: torch.Tensor, batch, exclude_history: bool = True) -> np.ndarray:
+    """int64 [B]: :func:`target_ranks` of a :class:`~famekit.user_batches.UserBatch`'s held-out
+    items under ``scores`` [B, V+1], the users' whole inputs excluded when ``exclude_history``."""
+    targets = torch.from_numpy(batch.targets).to(scores.device)                 # [B]
+    exclude = (torch.from_numpy(_history_block(batch.inputs)).to(scores.device)  # [B, L]
+               if exclude_history else None)
+    return target_ranks(scores, targets, exclude).cpu().numpy()
+
+
 # ------------------------------------------------------------------------------------- evaluate
 def _check_model(model) -> None:
     if not callable(getattr(model, "score_last", None)):
@@ -219,13 +229,7 @@ def evaluate(
                     f"dataset {dataset.name!r}. Fix: evaluate the model on the dataset it was "
                     "trained on (same n_items)"
                 )
-            targets = torch.from_numpy(batch.targets).to(scores.device)                 # [B]
-            exclude = (
-                torch.from_numpy(_history_block(batch.inputs)).to(scores.device)        # [B, L]
-                if exclude_history
-                else None
-            )
-            ranks[batch.index] = target_ranks(scores, targets, exclude).cpu().numpy()
+            ranks[batch.index] = batch_target_ranks(scores, batch, exclude_history)
 
     metrics = metrics_from_ranks(ranks)
     if not return_ranks:

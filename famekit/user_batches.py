@@ -146,11 +146,13 @@ class UserBatches:
         if not wanted.size:
             raise ParameterError(f"users is empty. Fix: pass some dataset rows, or users=None "
                                  f"for every user of split {self.split!r}")
-        position = {int(r): i for i, r in enumerate(rows)}
-        missing = [int(u) for u in wanted if int(u) not in position]
+        # rows are ascending (LeaveOneOutSplit.eval_users): a binary search per wanted row
+        wanted = wanted.astype(np.int64)
+        found = np.minimum(np.searchsorted(rows, wanted), max(len(rows) - 1, 0))
+        missing = [int(u) for u in wanted[rows[found] != wanted]] if len(rows) else list(wanted)
         if missing:
             raise _refuse_users(self.dataset, self.split, missing)
-        return [position[int(u)] for u in wanted]
+        return found.tolist()
 
     def __len__(self) -> int:
         """Number of users in the pass."""

@@ -186,6 +186,24 @@ def test_explorer_in_jupyterlab_reacts_to_the_user_slider(browser, jupyterlab):
     page.screenshot(path=str(ARTIFACTS / "explorer-after-slider.png"), full_page=True)
     assert routing_after != routing_before, "the routing heatmap did not change"
     assert gates_after != gates_before, "the gate chart did not change"
+
+    # typing a row: the slider, the box and the line under them name the same user
+    box = page.locator(".widget-text input[type='number']").first
+    box.scroll_into_view_if_needed()
+    box.fill("321")
+    box.press("Enter")
+    page.wait_for_function(
+        "[...document.querySelectorAll('.widget-html-content')]"
+        ".some(e => e.textContent.includes('user row 321 ('))", timeout=60_000)
+    page.wait_for_timeout(1500)
+    summary = page.evaluate(
+        "[...document.querySelectorAll('.widget-html-content')]"
+        ".map(e => e.textContent).find(t => t.includes('user row 321 ('))")
+    place = int(summary.split("user row 321 (")[1].split(" of ")[0])  # 1-based on the slider
+    readout = page.locator(".widget-slider .widget-readout").first.inner_text()
+    page.screenshot(path=str(ARTIFACTS / "explorer-typed-row.png"), full_page=True)
+    assert int(readout) == place - 1, f"slider at {readout}, the summary says {summary!r}"
+    assert box.input_value() == "321"
     page.close()
 
 

@@ -69,6 +69,23 @@ def test_routing_heatmap_has_whole_ticks_and_a_caption_that_matches_its_axes():
     assert F.user_routing_heatmap(long).layout.xaxis.dtick == 10  # whole steps, <= 20 ticks
 
 
+def test_routing_heatmap_names_each_position_by_its_items_title():
+    routing = pd.DataFrame({"position": np.arange(3), "item": [1, 2, 3],
+                            "expert 0": [0.5, 0.2, 0.1], "expert 1": [0.5, 0.8, 0.9]})
+    items = pd.DataFrame({"title": ["Lip balm", "A very long shampoo title for dry hair", ""]},
+                         index=pd.RangeIndex(1, 4, name="item_id"))
+    plain = F.user_routing_heatmap(routing, height=300)
+    titled = F.user_routing_heatmap(routing, items=items, height=300)
+    axis = titled.layout.xaxis
+    assert list(axis.tickvals) == [0, 1, 2] and axis.tickangle == -45 and axis.automargin
+    assert list(axis.ticktext) == ["0 · Lip balm", "1 · A very long shampoo t…", "2 · item 3"]
+    assert titled.layout.height == plain.layout.height + 110  # room for the angled titles
+    assert axis.title.text == plain.layout.xaxis.title.text
+    many = pd.DataFrame({"position": np.arange(80), "item": np.ones(80, int),
+                         "expert 0": 0.5, "expert 1": 0.5})
+    assert F.user_routing_heatmap(many, items=items).layout.xaxis.ticktext is None  # too many
+
+
 def test_an_ordinal_field_keeps_its_order_and_other_points_name_their_value():
     labels = np.array([None, "premium", "budget", "luxury", "mid-range", "budget"], dtype=object)
     fig = F.embedding_scatter(np.random.default_rng(0).random((5, 2)), labels, field="price_tier")

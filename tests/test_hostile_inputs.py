@@ -1712,3 +1712,60 @@ def test_a_fame_run_given_as_the_fameplus_run_is_refused(tmp_path, monkeypatch):
                                   progress=False)
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["r"]  # no baseline trained
     assert workspace.open_facet_runs("beauty", progress=False) is None  # nothing to show
+
+
+# ============================================================================ explorer controls
+def _explorer(ctx, **kwargs):
+    from famekit.widgets import UserExplorer
+
+    return UserExplorer(ctx.model, ctx.dataset, users=range(5), top_k=5, **kwargs)
+
+
+def _explore(**kwargs):
+    return lambda tmp, ctx: _explorer(ctx, **kwargs)
+
+
+def _control(method: str, value):
+    """An act: one control of a fresh explorer given ``value``, as the widget would."""
+
+    def act(tmp: Path, ctx):
+        explorer = _explorer(ctx)
+        before = (explorer.user, list(explorer.order), explorer.sort, explorer.filter)
+        explorer._guarded(getattr(explorer, method), value)
+        return explorer, before
+
+    return act
+
+
+def _status_escaped_and_state_kept(result, tmp: Path) -> None:
+    explorer, before = result
+    status = explorer.status.value
+    assert "<img" not in status and "<script" not in status and "&lt;" in status, status
+    assert (explorer.user, list(explorer.order), explorer.sort, explorer.filter) == before
+
+
+def _literal_search(result, tmp: Path) -> None:
+    explorer, _ = result  # regex characters are searched as text: no error, nobody matches
+    assert "no user" in explorer.status.value and len(explorer.order) == len(explorer.table)
+
+
+EXPLORER_CASES = [
+    Case("first-user-not-a-row", _explore(user="7"), ParameterError, ("'7'", "not an integer")),
+    Case("first-user-beyond-the-data", _explore(user=10**9), ParameterError,
+         ("1000000000", "does not exist")),
+    Case("first-user-negative", _explore(user=-1), ParameterError,
+         ("-1", "does not exist")),
+    Case("search-with-markup", _control("search_users", '<img src=x onerror="alert(1)">'),
+         None, check=_status_escaped_and_state_kept),
+    Case("search-with-regex-characters", _control("search_users", "(.*[+"), None,
+         check=_literal_search),
+    Case("sort-not-on-the-menu", _control("sort_users", "<script>x</script>"), None,
+         check=_status_escaped_and_state_kept),
+    Case("filter-not-on-the-menu", _control("filter_users", "driving facet: <b>nope</b>"), None,
+         check=_status_escaped_and_state_kept),
+]
+
+
+@pytest.mark.parametrize("case", EXPLORER_CASES, ids=_ids(EXPLORER_CASES))
+def test_explorer_controls(case: Case, tmp_path, analysed):
+    _expect(case, tmp_path, analysed)

@@ -150,3 +150,69 @@ def test_explorer_figures_by_part(view):
     with pytest.raises(ParameterError, match="part 'nope' does not exist"):
         explorer_figures(*args, items=None, user=row, head=0, position=0, history_row=0,
                          top_k=4, parts=["nope"])
+
+
+def test_user_table_ranks_every_user_as_the_evaluation_does(view, model, data):
+    table = view.table
+    from famekit.evaluation import evaluate
+
+    _, expected = evaluate(model, data, split="test", progress=False, return_ranks=True)
+    expected = expected.sort_values("user").reset_index(drop=True)
+    assert table["user"].tolist() == expected["user"].tolist()  # every test user, by row
+    assert (table["rank"] == expected["rank"] + 1).all()  # 1 = best
+    assert (table["target"] == expected["target"]).all()
+    assert table.loc[table["target"] == 7, "target_label"].eq(HOSTILE).all()
+    acts = A.collect_activations(model, data, split="test")
+    gates = acts.last_gates  # [U, H] in the collection's order
+    order = np.argsort(acts.users)
+    entropy = -(gates * np.log(gates)).sum(axis=1) / np.log(gates.shape[1])
+    np.testing.assert_allclose(table["gate_entropy"], entropy[order], atol=1e-5)
+    assert (table["top_head"] == gates.argmax(axis=1)[order]).all()
+    assert "driving_facet" not in table  # no planted truth in this dataset
+
+
+def test_default_user_is_the_first_hit_else_the_best_ranked(view):
+    table = view.table
+    assert (table["rank"] <= view.top_k).any(), "the fixture needs a hit"
+    first_hit = table.loc[table["rank"] <= view.top_k, "user"].iloc[0]
+    assert view.default_user() == first_hit
+    strict = UserView.__new__(UserView)  # the same table, no hit in the top-1
+    strict.table, strict.top_k = table.assign(rank=table["rank"] + 1), 0
+    assert strict.default_user() == table.loc[table["rank"].idxmin(), "user"]
+
+
+def test_anatomy_at_a_position_targets_the_next_item_with_each_heads_rank(view, model, data):
+    row = _long_user(data)
+    seq = view.history(row)["item"].to_numpy()
+    position = 1
+    anatomy = view.anatomy(row, position)
+    assert view.anatomy(row, position) is anatomy  # cached per (user, position)
+    assert view.anatomy(row, MAX_LEN - 1) is view.anatomy(row)  # the last: one entry
+    seen = view.history_row(row, position) + 1
+    assert not anatomy.at_last_position and anatomy.target == seq[seen]
+    # the training path: every column of the window predicts the next item in one pass
+    window = torch.tensor(seq[-MAX_LEN:], dtype=torch.long)[None]  # [1, n]
+    model.eval()  # no dropout, as in the view's passes
+    with torch.no_grad():
+        fused_all = (model.queries(window) @ model.item_table().T)[0, position].numpy()
+    gates_along = view.gates(row).filter(like="head").to_numpy()  # [n, H]
+    np.testing.assert_allclose(anatomy.gates, gates_along[position], atol=1e-5)
+    _, scores = A.head_scores(model, window, position)  # [1, V+1, H]
+    blocked = np.zeros(data.n_items + 1, bool)
+    blocked[0] = True
+    blocked[seq[:seen]] = True
+    blocked[anatomy.target] = False
+    for h in range(2):
+        head = np.where(blocked, -np.inf, scores[0, :, h])
+        expected = int((head >= head[anatomy.target]).sum()) - 1
+        assert anatomy.head_target_ranks[h] == expected
+    fused = np.where(blocked, -np.inf, fused_all)
+    assert anatomy.target_rank == int((fused >= fused[anatomy.target]).sum()) - 1
+    last = view.anatomy(row)
+    assert last.at_last_position and last.target == view.table.set_index("user").loc[
+        row, "target"]
+    assert last.target_rank + 1 == view.table.set_index("user").loc[row, "rank"]
+    page = topk_html(anatomy, 4)
+    assert "Top-4 at position 1" in page and "the next item" in page
+    assert f"fused (target #{anatomy.target_rank + 1})" in page
+    assert f"target #{anatomy.head_target_ranks[1] + 1})" in page

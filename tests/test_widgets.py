@@ -43,16 +43,17 @@ def _z(widget):
 
 def test_callbacks_update_the_figure_widgets_in_place(explorer, world):
     routing, gates = explorer.routing_widget, explorer.gates_widget
-    assert isinstance(routing, go.FigureWidget) and explorer.user == 0
+    first = explorer.user
+    assert isinstance(routing, go.FigureWidget) and first == explorer.view.default_user()
     first_z, first_gates = _z(routing), np.asarray(gates.data[0].y)
-    assert first_z.shape == (3, min(MAX_LEN, len(world.sequence(0)) - 1))
+    assert first_z.shape == (3, min(MAX_LEN, len(world.sequence(first)) - 1))
 
-    row = max(range(1, 10), key=lambda u: len(world.sequence(u)))  # longer than the window
+    row = max(set(range(10)) - {first}, key=lambda u: len(world.sequence(u)))  # > the window
     seq = world.sequence(row)[:-1]  # the test input
     assert len(seq) > MAX_LEN
     explorer.select_user(row)
     assert explorer.routing_widget is routing  # same widget, new data
-    assert explorer.user == row and explorer.user_slider.value == row
+    assert explorer.user == row and explorer.order[explorer.user_slider.value] == row
     assert explorer.user_box.value == row
     assert not np.array_equal(np.asarray(gates.data[0].y), first_gates)
     assert _z(routing).shape[1] == explorer.position + 1  # the last position is selected
@@ -89,6 +90,7 @@ def test_controls_drive_the_callbacks_and_show_errors(explorer):
     assert explorer.user == int(explorer.users[3])
     explorer.user_box.value = 40  # not collected up front: collected on demand
     assert explorer.user == 40 and explorer.status.value == ""
+    assert explorer.order[explorer.user_slider.value] == 40  # slider and box agree
     assert 40 not in explorer.activations.users and list(explorer.user_activations.users) == [40]
     assert explorer.position == explorer.position_slider.max
     with pytest.raises(ParameterError, match="head 9 does not exist"):
@@ -115,12 +117,15 @@ def test_static_view_and_display(explorer, monkeypatch):
         explorer.widget.model_id
     fallback = explorer._repr_html_()
     assert "Top-5 at the last position" in fallback and "<script" not in fallback
+    assert f"user row {explorer.user} (" in fallback and "held-out item" in fallback
 
 
 def test_a_run_reloads_its_dataset_and_wrong_inputs_are_refused(run, world, tmp_path):
     explorer = UserExplorer(run, users=[2, 5])  # dataset from the run's train_args.json
     assert explorer.dataset.fingerprint == world.fingerprint
-    assert list(explorer.users) == [2, 5] and explorer.user == 2
+    assert list(explorer.activations.users) == [2, 5]  # collected up front; the rest on demand
+    assert explorer.user == explorer.view.default_user()
+    assert list(explorer.users) == sorted(explorer.table["user"])  # every test user
 
     other = load_dataset("synthetic", **{**OPTIONS, "seed": 5})
     with pytest.raises(ParameterError, match="fingerprint"):
@@ -151,3 +156,56 @@ def test_heads_are_named_by_facet_in_every_part_of_the_explorer(run, world):
     assert plain.head_labels == ["head 0", "head 1", "head 2", "head 3"]
     with pytest.raises(ParameterError, match="4 names, one per head"):
         UserExplorer(run, world, users=range(3), head_labels=["head 0 · genre"])
+
+
+def test_sort_filter_and_search_keep_one_selected_user(run, world):
+    explorer = UserExplorer(run, world, users=range(5), top_k=5)
+    table = explorer.table
+    assert len(explorer.order) == len(table) > 40  # every test user, not the 5 collected
+    assert table.set_index("user").loc[explorer.user, "rank"] <= 5  # the default is a hit
+
+    explorer.sort_menu.value = "held-out rank, worst first"
+    ranks = table.set_index("user").loc[explorer.order, "rank"].to_numpy()
+    assert (np.diff(ranks) <= 0).all() and explorer.sort == "held-out rank, worst first"
+    assert explorer.order[explorer.user_slider.value] == explorer.user  # the user stayed
+
+    explorer.filter_menu.value = "misses"
+    assert (table.set_index("user").loc[explorer.order, "rank"] > 5).all()
+    assert explorer.user == explorer.order[0] and "is the first of" in explorer.status.value
+    facet = next(f for f in explorer.filters() if f.startswith("driving facet: "))
+    explorer.filter_users(facet)
+    drivers = table.set_index("user").loc[explorer.order, "driving_facet"]
+    assert set(drivers) == {facet.split(": ")[1]}
+
+    hidden = int(table.loc[~table["user"].isin(explorer.order), "user"].iloc[-1])
+    explorer.user_box.value = hidden  # typed, but filtered out: the filter is cleared
+    assert explorer.user == hidden and explorer.filter == "all users"
+    assert "hidden by the filter" in explorer.status.value
+    assert explorer.order[explorer.user_slider.value] == hidden == explorer.user_box.value
+    assert explorer.filter_menu.value == "all users" and len(explorer.order) == len(table)
+
+    explorer.search_box.value = str(hidden)  # a row
+    assert list(explorer.order) == [hidden]
+    title = table.set_index("user").loc[hidden, "target_label"]
+    explorer.search_box.value = title[3:12].upper()  # a piece of a held-out title, any case
+    assert hidden in explorer.order and all(
+        title[3:12].lower() in t.lower()
+        for t in table.set_index("user").loc[explorer.order, "target_label"])
+    before = (explorer.user, list(explorer.order))
+    explorer.search_box.value = "no such title"  # refused: the list and the user stay
+    assert "no user of split &#x27;test&#x27; matches" in explorer.status.value
+    assert (explorer.user, list(explorer.order)) == before
+    assert explorer.search_box.value == title[3:12].upper()  # the box shows the live query
+    with pytest.raises(ParameterError, match="sort 'nope' is not one of"):
+        explorer.sort_users("nope")
+
+
+def test_the_top_k_follows_the_selected_position(explorer):
+    last = explorer.topk_html.value
+    assert "Top-5 at the last position" in last and "the held-out item" in last
+    explorer.select_position(1)
+    anatomy = explorer.view.anatomy(explorer.user, 1)
+    page = explorer.topk_html.value
+    assert "Top-5 at position 1" in page and "the next item" in page
+    assert f"fused (target #{anatomy.target_rank + 1})" in page
+    assert len(anatomy.head_target_ranks) == explorer.n_heads

@@ -28,7 +28,7 @@ from famekit.analysis.alignment import (
     head_specialisation,
     knn_agreement,
 )
-from famekit.analysis.anatomy import Anatomy, recommendation_anatomy
+from famekit.analysis.anatomy import Anatomy, head_scores, recommendation_anatomy
 from famekit.analysis.embeddings import cosine_knn, head_embeddings, head_layouts, umap_layout
 from famekit.analysis.facet_heads import (
     accuracy_table,
@@ -61,7 +61,7 @@ from famekit.analysis.routing import (
     routing_entropy,
     user_routing,
 )
-from famekit.analysis.user_view import UserView, topk_lists
+from famekit.analysis.user_view import UserView, topk_lists, user_table
 
 __all__ = [
     "Activations",
@@ -91,6 +91,7 @@ __all__ = [
     "head_facet_map",
     "head_knockout_table",
     "head_layouts",
+    "head_scores",
     "head_specialisation",
     "interest_expert_nmi",
     "item_labels",
@@ -106,4 +107,5 @@ __all__ = [
     "user_gates",
     "user_majority_labels",
     "user_routing",
+    "user_table",
 ]

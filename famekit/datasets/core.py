@@ -137,8 +137,12 @@ class SeqDataset:
         return h.hexdigest()[:16]
 
     def split(self) -> LeaveOneOutSplit:
-        """The leave-one-out split used everywhere in famekit (docs/fame-spec.md §5)."""
-        return LeaveOneOutSplit(self)
+        """The leave-one-out split used everywhere in famekit (docs/fame-spec.md §5); one
+        object per dataset, so its evaluation inputs are cut once."""
+        split = self.__dict__.get("_split")
+        if split is None or split.dataset is not self:
+            split = self.__dict__["_split"] = LeaveOneOutSplit(self)
+        return split
 
     def statistics(self) -> dict[str, Any]:
         """Users, items, interactions, length summary, density and metadata coverage."""
@@ -176,6 +180,7 @@ class LeaveOneOutSplit:
         self.dataset = dataset
         lengths = dataset.lengths
         self.eval_users = np.flatnonzero(lengths >= MIN_SEQUENCE_LENGTH)
+        self._eval_inputs: dict[str, tuple] = {}  # split -> (inputs, targets, rows), cut once
 
     def train_sequence(self, user: int) -> np.ndarray:
         """All but the last two items of user row ``user``."""
@@ -191,10 +196,15 @@ class LeaveOneOutSplit:
             raise ParameterError(
                 f"split must be 'valid' or 'test', got {split!r}. Fix: pass --split valid|test"
             )
-        cut = 2 if split == "valid" else 1
-        inputs, targets = [], []
-        for u in self.eval_users:
-            seq = self.dataset.sequence(u)
-            inputs.append(seq[: len(seq) - cut])
-            targets.append(seq[len(seq) - cut])
-        return inputs, np.asarray(targets, dtype=np.int64), self.eval_users.astype(np.int64)
+        if split not in self._eval_inputs:
+            cut = 2 if split == "valid" else 1
+            inputs, targets = [], []
+            for u in self.eval_users:
+                seq = self.dataset.sequence(u)
+                inputs.append(seq[: len(seq) - cut])
+                targets.append(seq[len(seq) - cut])
+            self._eval_inputs[split] = (inputs, np.asarray(targets, dtype=np.int64),
+                                        self.eval_users.astype(np.int64))
+        inputs, targets, rows = self._eval_inputs[split]
+        # new containers each call: callers may filter or reorder them
+        return list(inputs), targets.copy(), rows.copy()

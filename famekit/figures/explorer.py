@@ -130,16 +130,27 @@ def _cells(lists: pd.DataFrame, name: str, top_k: int) -> list[str]:
 
 def topk_html(anatomy: Anatomy, top_k: int, head_labels=None) -> str:
     """The fused and per-head top-``top_k`` lists side by side as an HTML table ("title
-    (score)" cells, headers in the heads' colours), with the held-out item's fused rank.
+    (score)" cells, headers in the heads' colours) at the anatomy's position, with the
+    target (the held-out item at the last position, else the next input item): its title and
+    its rank under the fused score and under each head's own score.
     ``head_labels``: the heads' names (``Run.head_labels``; default ``"head h"``)."""
     lists = topk_lists(anatomy)
-    columns = {"rank": list(range(1, top_k + 1)), "fused": _cells(lists, "fused", top_k)}
+    head_ranks = anatomy.head_target_ranks
+    columns = {"rank": list(range(1, top_k + 1)),
+               f"fused (target #{anatomy.target_rank + 1})": _cells(lists, "fused", top_k)}
     colours = ["#e0e0e0", "#f2f2f2"]
     for h, gate in enumerate(anatomy.gates):
         name = head_labels[h] if head_labels is not None else f"head {h}"
-        columns[f"{name} (gate {gate:.2f})"] = _cells(lists, f"head {h}", top_k)
+        where = f"; target #{int(head_ranks[h]) + 1}" if head_ranks is not None else ""
+        columns[f"{name} (gate {gate:.2f}{where})"] = _cells(lists, f"head {h}", top_k)
         colours.append(head_color(h) + "40")  # the head's colour, 25 % opaque
-    target = (f"held-out item {anatomy.target}, fused rank {anatomy.target_rank + 1} "
-              "(1 = best)")
-    return (f"<b>Top-{top_k} at the last position</b> ({html.escape(target)})"
+    if anatomy.at_last_position:
+        where, what = "the last position", "held-out item"
+    else:
+        where, what = f"position {anatomy.position}", "next item"
+    label = (f"{anatomy.target_title} (item {anatomy.target})" if anatomy.target_title
+             else f"item {anatomy.target}")
+    target = (f"target = the {what}: {label}; fused rank {anatomy.target_rank + 1} of the "
+              "candidates (1 = best); #r in a header = the target's rank under that score")
+    return (f"<b>Top-{top_k} at {html.escape(where)}</b> ({html.escape(target)})"
             + html_table(pd.DataFrame(columns), header_colours=colours))

@@ -23,7 +23,13 @@ from famekit.figures.checks import (
     require_frame,
     select,
 )
-from famekit.figures.style import DIVERGING_SCALE, SEQUENTIAL_SCALE, apply_style, head_color
+from famekit.figures.style import (
+    DIVERGING_SCALE,
+    SEQUENTIAL_SCALE,
+    apply_style,
+    head_color,
+    reference_line,
+)
 
 __all__ = [
     "gate_distribution",
@@ -191,9 +197,8 @@ def gates_at_position_bar(along: pd.DataFrame, position: int | None = None, *, i
         text=[f"{v:.3f}" for v in values], textposition="inside", insidetextanchor="middle",
         hovertemplate="%{x}: gate %{y:.3f}<extra></extra>",
     ))
-    fig.add_hline(y=1.0 / len(available), line_dash="dash", line_color="#555555",
-                  annotation_text=f"uniform 1/H = {1.0 / len(available):.2f}",
-                  annotation_position="top right", annotation_font_size=11)
+    reference_line(fig, y=1.0 / len(available),
+                   text=f"uniform 1/H = {1.0 / len(available):.2f}")
     fig.update_yaxes(title_text=GATE_AXIS, range=[0, max(1.15 * max(values), 1.3 / len(available))])
     fig.update_xaxes(title_text="head")
     item = int(row["item"])
@@ -234,8 +239,8 @@ def gates_along_sequence_chart(along: pd.DataFrame, *, items=None, heads=None,
             hovertemplate=f"head {h}: %{{y:.3f}}{extra}<extra></extra>",
         ))
     if position is not None:
-        fig.add_vline(x=position, line_dash="dot", line_color="#333333",
-                      annotation_text=f"position {position}", annotation_position="top")
+        reference_line(fig, x=position, text=f"position {position}", color="#333333",
+                       dash="dot")
     fig.update_xaxes(title_text="position in the input sequence (0 = oldest item)")
     fig.update_yaxes(title_text=GATE_AXIS, range=[0, 1] if stacked else None,
                      rangemode="tozero")

@@ -196,13 +196,42 @@ def user_routing_heatmap(routing: pd.DataFrame, *, items=None, head: int | None 
     x_title, y_title = f"{column_name} in the input sequence (0 = oldest item)", row_name
     # positions and experts are whole numbers: ticks every 1 (or every 5, 10, ... on long
     # sequences), never at the half-cell edges plotly picks for short axes
-    fig.update_xaxes(title_text=x_title, tickmode="linear", tick0=0,
-                     dtick=integer_tick_step(len(positions)))
+    step = integer_tick_step(len(positions))
+    titles = sequence_titles(items, routing["item"].to_numpy())
+    if titles is not None and len(positions) <= MAX_TITLED_POSITIONS:
+        # each tick names its item ("12 · Lip balm by Burt's…"); angled, under a taller plot
+        ticks = positions[::step]
+        fig.update_xaxes(tickmode="array", tickvals=ticks, tickangle=-45, automargin=True,
+                         ticktext=[f"{p} · {t}" for p, t in zip(ticks, titles[::step])])
+        height += TITLE_TICKS_HEIGHT
+    else:
+        fig.update_xaxes(tickmode="linear", tick0=0, dtick=step)
+    fig.update_xaxes(title_text=x_title)
     fig.update_yaxes(title_text=y_title, autorange="reversed")
     label = f" (head {head})" if head is not None else ""
     return apply_style(fig, title or f"Routing along one user's sequence{label}",
                        f"rows: {row_name}s; columns: {column_name}s; colour: router "
                        "probability", height=height)
+
+
+MAX_TITLED_POSITIONS = 60  # longer sequences keep numbered ticks (titles would overlap)
+TITLE_TICKS_HEIGHT = 110  # px added below the plot for the angled item titles
+TICK_TITLE_CHARS = 22
+
+
+def sequence_titles(items, item_ids) -> list[str] | None:
+    """Each item's title cut to :data:`TICK_TITLE_CHARS` characters (blank titles: the id);
+    None when ``items`` has no titles."""
+    if not isinstance(items, pd.DataFrame) or "title" not in items.columns:
+        return None
+    ids = np.asarray(item_ids).astype(np.int64)
+    raw = items["title"].reindex(ids).tolist()
+    out = []
+    for item, title in zip(ids, raw):
+        text = str(title).strip() if isinstance(title, str) and title.strip() else f"item {item}"
+        out.append(text if len(text) <= TICK_TITLE_CHARS
+                   else text[: TICK_TITLE_CHARS - 1].rstrip() + "…")
+    return out
 
 
 def expert_enrichment_heatmap(enrichment: pd.DataFrame, head: int, *,
