@@ -179,8 +179,28 @@ def test_knockout_tables(fame, world):
     none = table[table["intervention"] == "none"]
     assert (none["delta NDCG@10"] == 0).all()
     assert set(none["group"]) - {"all"} <= set(labels[1:])
+    # paired intervals: around each delta, 0 for the unmodified model; a removal that moves
+    # every user's score gets an interval that is much narrower than the metric itself
+    for metric in ("HR@10", "NDCG@10"):
+        low, high = table[f"delta {metric} low"], table[f"delta {metric} high"]
+        assert ((low <= table[f"delta {metric}"] + 1e-12)
+                & (table[f"delta {metric}"] <= high + 1e-12)).all()
+        assert (none[f"delta {metric} low"] == 0).all() and (none[f"delta {metric} high"] == 0).all()
+    from famekit.analysis.knockouts import _per_user, evaluate_intervention
+    from famekit.analysis.stats import bootstrap_ci
+
+    _, base = evaluate_intervention(fame, world)
+    _, knocked = evaluate_intervention(
+        fame, world, [("fame.hook_gate_weights", remove_heads_hook([1], 4))])
+    paired = (_per_user(knocked["rank"].to_numpy())["NDCG@10"]
+              - _per_user(base["rank"].to_numpy())["NDCG@10"])
+    row = table[(table["intervention"] == "remove head 1") & (table["group"] == "all")].iloc[0]
+    assert paired.mean() == pytest.approx(row["delta NDCG@10"], abs=1e-12)
+    assert (row["delta NDCG@10 low"], row["delta NDCG@10 high"]) == pytest.approx(
+        bootstrap_ci(paired))
     forcing = A.expert_forcing_table(fame, world, heads=[0], max_users=60)
     assert len(forcing[forcing["group"] == "all"]) == 1 + 3
+    assert {"delta NDCG@10 low", "delta HR@10 high"} <= set(forcing.columns)
     assert forcing["users"].max() == 60
     with pytest.raises(ParameterError, match="every head"):
         remove_heads_hook(range(4), 4)

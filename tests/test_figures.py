@@ -271,6 +271,15 @@ def test_knockout_views(fame, world):
     assert list(fig.data[0].x) == removed
     everyone = table[table["group"] == "all"].set_index("intervention")
     assert np.allclose(fig.data[1].y, everyone.loc[removed, "delta NDCG@10"])
+    whiskers = fig.data[1].error_y  # the paired interval, drawn around each bar
+    assert np.allclose(np.asarray(fig.data[1].y) + np.asarray(whiskers.array),
+                       everyone.loc[removed, "delta NDCG@10 high"])
+    assert np.allclose(np.asarray(fig.data[1].y) - np.asarray(whiskers.arrayminus),
+                       everyone.loc[removed, "delta NDCG@10 low"])
+    assert "bootstrap interval" in fig.layout.title.text
+    bare = F.knockout_delta_bar(table.drop(columns=[c for c in table if c.endswith(("low",
+                                                                                    "high"))]))
+    assert bare.data[0].error_y.array is None and "bootstrap" not in bare.layout.title.text
     relative = F.knockout_delta_bar(table, relative=True, metrics="HR@10")
     assert np.allclose(relative.data[0].y, 100 * everyone.loc[removed, "relative HR@10"],
                        equal_nan=True)

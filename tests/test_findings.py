@@ -95,6 +95,15 @@ def test_knockout_costs_flags_a_cost_that_just_follows_the_gate():
     assert "may just follow" not in V.knockout_costs(overall, gate_means=[0.4, 0.6]).detail
     overall["relative NDCG@10"] = [0.0, -0.03, -0.02]
     assert V.knockout_costs(overall).verdict == "heads matter about equally"
+    overall = overall.assign(**{"delta NDCG@10": [0.0, -0.003, -0.002],
+                                "delta NDCG@10 low": [0.0, -0.005, -0.004],
+                                "delta NDCG@10 high": [0.0, -0.001, 0.001]})
+    assert "(Δ -0.0030, 95% CI -0.0050 to -0.0010)" in V.knockout_costs(overall).detail
+    overall["relative NDCG@10"] = [0.0, -0.30, -0.02]  # a large cost ...
+    assert V.knockout_costs(overall).verdict == "heads matter unequally"
+    overall["delta NDCG@10 high"] = [0.0, 0.0005, 0.001]  # ... that its interval cannot tell from 0
+    found = V.knockout_costs(overall)
+    assert found.verdict == "no head's removal costs significantly" and found.kind == V.ABSENT
 
 
 def test_planted_recovery_needs_the_interval_above_chance():

@@ -188,19 +188,29 @@ def epochs_comparison(epochs: dict) -> Finding:
 # --------------------------------------------------------------------------- knockouts (05)
 def knockout_costs(overall: pd.DataFrame, gate_means=None) -> Finding:
     """Which head's removal costs most? ``overall``: the ``group == "all"`` rows of
-    :func:`famekit.analysis.head_knockout_table` indexed by intervention; ``gate_means``: the
-    heads' mean gates (a head with a larger gate is expected to cost more when removed)."""
+    :func:`famekit.analysis.head_knockout_table` indexed by intervention (with its paired
+    bootstrap interval, when the table has one); ``gate_means``: the heads' mean gates (a head
+    with a larger gate is expected to cost more when removed)."""
     removed = overall.drop(index="none")
     costs = removed["relative NDCG@10"]
     worst = costs.idxmin()
-    detail = (f"removing {worst.replace('remove ', '')} costs {costs.min():+.1%} NDCG@10, the "
-              f"cheapest removal {costs.max():+.1%}")
+    interval = ""
+    if {"delta NDCG@10 low", "delta NDCG@10 high"} <= set(removed.columns):
+        row = removed.loc[worst]
+        interval = (f" (Δ {row['delta NDCG@10']:+.4f}, {LEVEL:.0%} CI "
+                    f"{row['delta NDCG@10 low']:+.4f} to {row['delta NDCG@10 high']:+.4f})")
+    detail = (f"removing {worst.replace('remove ', '')} costs {costs.min():+.1%} NDCG@10"
+              f"{interval}, the cheapest removal {costs.max():+.1%}")
     if gate_means is not None:
         biggest = int(np.argmax(gate_means))
         same = worst == f"remove head {biggest}"
         detail += (f"; head {biggest} has the largest mean gate ({max(gate_means):.3f})"
                    + (", so its cost may just follow its weight" if same else ""))
     spread = costs.max() - costs.min()
+    if interval and removed.loc[worst, "delta NDCG@10 high"] >= 0:
+        # the costliest removal is within the noise of these users: nothing to rank heads by
+        return Finding("no head's removal costs significantly",
+                       detail + f" (spread {spread:.1%}; the interval includes 0)", ABSENT)
     kind = FOUND if spread > 0.05 else ABSENT
     verdict = "heads matter unequally" if kind == FOUND else "heads matter about equally"
     return Finding(verdict, detail + f" (spread {spread:.1%})", kind)

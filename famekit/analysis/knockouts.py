@@ -7,6 +7,10 @@ Both interventions are hook functions on FAME's canonical activations (no model 
   renormalised to sum to 1 (removing all heads but one = scoring with that head alone);
 * expert forcing: ``fame.hook_router_probs`` -> one head's router replaced by a one-hot on the
   chosen expert.
+
+Every change comes with a paired percentile-bootstrap interval: the same users are scored with
+and without the intervention, so the interval resamples users and averages their own changes
+(``delta NDCG@10 low`` / ``high``), which is much narrower than comparing two independent means.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import pandas as pd
 import torch
 
 from famekit.analysis.activations import GATES, ROUTER, require_fame
+from famekit.analysis.stats import DEFAULT_BOOTSTRAP, bootstrap_ci
 from famekit.datasets import SeqDataset
 from famekit.errors import ParameterError
 from famekit.evaluation import evaluate, metrics_from_ranks
@@ -89,14 +94,41 @@ def evaluate_intervention(model, dataset: SeqDataset, fwd_hooks=(), split: str =
                         return_ranks=True)
 
 
-def _grouped(label: str, ranks: pd.DataFrame, groups: np.ndarray | None) -> list[dict]:
-    rows = [{"intervention": label, "group": "all", **metrics_from_ranks(ranks["rank"])}]
+DELTA_CUTOFF = 10  # the deltas (and their intervals) are of HR@10 and NDCG@10
+
+
+def _per_user(ranks: np.ndarray) -> dict[str, np.ndarray]:
+    """float [U] each: every user's HR@10 and NDCG@10 (their means are the metrics)."""
+    hit = ranks < DELTA_CUTOFF
+    return {f"HR@{DELTA_CUTOFF}": hit.astype(float),
+            f"NDCG@{DELTA_CUTOFF}": np.where(hit, 1.0 / np.log2(ranks + 2.0), 0.0)}
+
+
+def _grouped(label: str, ranks: pd.DataFrame, groups: np.ndarray | None,
+             base: pd.DataFrame | None = None, n_boot: int = DEFAULT_BOOTSTRAP,
+             seed: int = 0) -> list[dict]:
+    """Metrics of ``ranks`` overall and per target group; with ``base`` (the unmodified
+    model's ranks of the same users), the paired bootstrap interval of each delta."""
+    selections = [("all", np.ones(len(ranks), dtype=bool))]
     if groups is not None:
         target_groups = groups[ranks["target"].to_numpy()]
-        for g in sorted({v for v in target_groups if v is not None}):
-            sel = np.array([v == g for v in target_groups])
-            rows.append({"intervention": label, "group": g,
-                         **metrics_from_ranks(ranks["rank"].to_numpy()[sel])})
+        selections += [(g, np.array([v == g for v in target_groups]))
+                       for g in sorted({v for v in target_groups if v is not None})]
+    if base is not None and not np.array_equal(base["user"].to_numpy(), ranks["user"].to_numpy()):
+        raise ParameterError("the knocked-out and unmodified passes scored different users. "
+                             "Fix: evaluate both on the same dataset and split")
+    mine = _per_user(ranks["rank"].to_numpy())
+    theirs = _per_user(base["rank"].to_numpy()) if base is not None else None
+    rows = []
+    for group, sel in selections:
+        row = {"intervention": label, "group": group,
+               **metrics_from_ranks(ranks["rank"].to_numpy()[sel])}
+        if theirs is not None:
+            for metric in mine:
+                paired = mine[metric][sel] - theirs[metric][sel]  # [users of the group]
+                row[f"delta {metric} low"], row[f"delta {metric} high"] = bootstrap_ci(
+                    paired, n_boot=n_boot, seed=seed)
+        rows.append(row)
     return rows
 
 
@@ -107,48 +139,57 @@ def _with_deltas(rows: list[dict]) -> pd.DataFrame:
         frame[f"delta {metric}"] = frame[metric] - frame["group"].map(base[metric])
         frame[f"relative {metric}"] = frame[f"delta {metric}"] / frame["group"].map(
             base[metric]).replace(0.0, np.nan)
+        for end in ("low", "high"):  # the unmodified model differs from itself by nothing
+            column = f"delta {metric} {end}"
+            if column in frame:
+                frame.loc[frame["intervention"] == "none", column] = 0.0
     return frame
 
 
 def head_knockout_table(
     model, dataset: SeqDataset, item_groups: np.ndarray | None = None, split: str = "test",
     max_users: int | None = None, seed: int = 0, only: bool = False,
+    n_boot: int = DEFAULT_BOOTSTRAP,
 ) -> pd.DataFrame:
     """HR/NDCG with each head removed (or, with ``only=True``, with each head alone).
 
     ``item_groups``: object [V+1] labels of items (e.g. ``item_labels(ds, "top_category")``);
     metrics are broken down by the label of each user's *target* item. Columns:
     intervention, group, HR@k, NDCG@k, MRR, users, delta/relative HR@10 and NDCG@10 against
-    the unmodified model in the same group.
+    the unmodified model in the same group, and ``delta HR@10 low`` / ``high`` and ``delta
+    NDCG@10 low`` / ``high``: their paired bootstrap interval over users (``n_boot`` resamples,
+    95 %).
     """
     require_fame(model)
     data = subsample_users(dataset, max_users, seed)
     H = model.config.n_heads
-    _, ranks = evaluate_intervention(model, data, split=split)
-    rows = _grouped("none", ranks, item_groups)
+    _, base = evaluate_intervention(model, data, split=split)
+    rows = _grouped("none", base, item_groups)
     for h in range(H):
         removed = [x for x in range(H) if x != h] if only else [h]
         label = f"only head {h}" if only else f"remove head {h}"
         _, ranks = evaluate_intervention(model, data, [(GATES, remove_heads_hook(removed, H))],
                                          split)
-        rows += _grouped(label, ranks, item_groups)
+        rows += _grouped(label, ranks, item_groups, base, n_boot, seed)
     return _with_deltas(rows)
 
 
 def expert_forcing_table(
     model, dataset: SeqDataset, heads=None, item_groups: np.ndarray | None = None,
     split: str = "test", max_users: int | None = None, seed: int = 0,
+    n_boot: int = DEFAULT_BOOTSTRAP,
 ) -> pd.DataFrame:
-    """HR/NDCG with head h's router forced onto expert e, for every (h, e) of ``heads``."""
+    """HR/NDCG with head h's router forced onto expert e, for every (h, e) of ``heads``; the
+    columns of :func:`head_knockout_table`, intervals included."""
     require_fame(model)
     data = subsample_users(dataset, max_users, seed)
     H, N = model.config.n_heads, model.config.n_experts
     heads = range(H) if heads is None else heads
-    _, ranks = evaluate_intervention(model, data, split=split)
-    rows = _grouped("none", ranks, item_groups)
+    _, base = evaluate_intervention(model, data, split=split)
+    rows = _grouped("none", base, item_groups)
     for h in heads:
         for e in range(N):
             _, ranks = evaluate_intervention(
                 model, data, [(ROUTER, force_expert_hook(h, e, H, N))], split)
-            rows += _grouped(f"head {h} -> expert {e}", ranks, item_groups)
+            rows += _grouped(f"head {h} -> expert {e}", ranks, item_groups, base, n_boot, seed)
     return _with_deltas(rows)

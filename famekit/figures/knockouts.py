@@ -64,9 +64,17 @@ def knockout_delta_bar(table: pd.DataFrame, *, metrics=DELTA_METRICS, group: str
         values = values * 100 if relative else values
         base = part.loc["none", metric] if "none" in part.index and metric in part.columns \
             else np.nan
+        error = None
+        if {f"delta {metric} low", f"delta {metric} high"} <= set(part.columns):
+            # the paired bootstrap interval of the delta, scaled like the bar
+            scale = 100 / base if relative else 1.0
+            low = part.loc[interventions, f"delta {metric} low"].to_numpy(dtype=float) * scale
+            high = part.loc[interventions, f"delta {metric} high"].to_numpy(dtype=float) * scale
+            error = {"type": "data", "symmetric": False, "array": high - values,
+                     "arrayminus": values - low, "color": "#333333", "thickness": 1.2}
         fig.add_trace(go.Bar(
             x=interventions, y=values, name=f"{metric} (unmodified {base:.4f})",
-            marker_color=METRIC_COLORS.get(metric),
+            marker_color=METRIC_COLORS.get(metric), error_y=error,
             hovertemplate="%{x}<br>" + metric + (" %{y:+.1f} %" if relative else " %{y:+.4f}")
                           + "<extra></extra>",
         ))
@@ -79,7 +87,9 @@ def knockout_delta_bar(table: pd.DataFrame, *, metrics=DELTA_METRICS, group: str
     users = part.loc["none", "users"] if "users" in part.columns and "none" in part.index \
         else None
     subtitle = (f"vs the unmodified model; target group {group!r}"
-                + (f", {int(users)} users" if users is not None else ""))
+                + (f", {int(users)} users" if users is not None else "")
+                + ("; whiskers: 95 % paired bootstrap interval"
+                   if any(f"delta {m} low" in part.columns for m in metrics) else ""))
     return apply_style(fig, title or "Accuracy change under knockouts", subtitle, height=height)
 
 
