@@ -379,6 +379,9 @@ def _write_timings(folder: Path, result: ReportResult) -> None:
 _VOLATILE_NOTEBOOK_KEYS = ("duration", "start_time", "end_time")
 
 
+INJECTED_CELL_ID = "injected-parameters"
+
+
 def _without_volatile_metadata(nb) -> None:
     for key in _VOLATILE_NOTEBOOK_KEYS:
         nb.metadata.get("papermill", {}).pop(key, None)
@@ -387,6 +390,8 @@ def _without_volatile_metadata(nb) -> None:
         cell.metadata.pop("execution", None)
         for key in _VOLATILE_NOTEBOOK_KEYS:
             cell.metadata.get("papermill", {}).pop(key, None)
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            cell["id"] = INJECTED_CELL_ID  # papermill draws a random id per execution
 
 
 def bundle_runs(run_dirs, folder: Path) -> list[Path]:

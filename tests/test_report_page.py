@@ -66,3 +66,19 @@ def test_times_and_versions_stamped_by_papermill_are_not_committed():
     assert nb.metadata["language_info"] == {"name": "python"}
     assert "execution" not in nb.cells[1].metadata
     assert nb.cells[1].metadata["papermill"] == {"status": "completed"}
+
+
+def test_the_injected_parameters_cell_keeps_one_id_across_executions():
+    from famekit.report import INJECTED_CELL_ID, _without_volatile_metadata
+
+    ids = []
+    for random_id in ("4148ae40", "acabf53c"):  # papermill's ids of two runs of one report
+        nb = _notebook()
+        injected = nbformat.v4.new_code_cell("SEED = 0")
+        injected.metadata["tags"] = ["injected-parameters"]
+        injected["id"] = random_id
+        nb.cells.insert(1, injected)
+        _without_volatile_metadata(nb)
+        ids.append(nb.cells[1]["id"])
+        nbformat.validate(nb)
+    assert ids == [INJECTED_CELL_ID, INJECTED_CELL_ID]
