@@ -158,8 +158,18 @@ def share_head_styles(page: str, out: Path, href_prefix: str) -> str:
     return head + link + rest
 
 
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
 def _strip_widget_state(nb) -> None:
+    """Drop the live widgets' state (a saved page cannot run them) and give each widget view a
+    fixed model id: the kernel draws a random one per run, which would change the page."""
     nb.metadata.pop("widgets", None)
+    for c, cell in enumerate(nb.cells):
+        for o, output in enumerate(cell.get("outputs", [])):
+            view = output.get("data", {}).get(WIDGET_VIEW)
+            if isinstance(view, dict) and "model_id" in view:
+                view["model_id"] = f"saved-widget-{c}-{o}"
 
 
 # ------------------------------------------------------------------------------- the run

@@ -68,6 +68,21 @@ def test_times_and_versions_stamped_by_papermill_are_not_committed():
     assert nb.cells[1].metadata["papermill"] == {"status": "completed"}
 
 
+def test_widget_views_keep_one_model_id_across_executions():
+    from famekit.report import WIDGET_VIEW, _strip_widget_state
+
+    views = []
+    for model_id in ("809ea132746b4d728f3daaca192d0af6", "c5eb1a0dcca0413b86fb4bb8583e7c73"):
+        nb = _notebook()
+        nb.metadata["widgets"] = {"state": {model_id: {}}}
+        nb.cells[1].outputs = [nbformat.v4.new_output("display_data", data={
+            WIDGET_VIEW: {"model_id": model_id, "version_major": 2}, "text/plain": "VBox()"})]
+        _strip_widget_state(nb)
+        assert "widgets" not in nb.metadata
+        views.append(nb.cells[1].outputs[0]["data"][WIDGET_VIEW]["model_id"])
+    assert views[0] == views[1] == "saved-widget-1-0"
+
+
 def test_the_injected_parameters_cell_keeps_one_id_across_executions():
     from famekit.report import INJECTED_CELL_ID, _without_volatile_metadata
 
