@@ -313,7 +313,7 @@ def generate_reports(
     out = Path(out).absolute()
     _check_writable(out)
     folder = out / dataset
-    notebooks = find_notebooks(notebooks_dir or default_notebooks_dir())
+    notebooks = every_notebook = find_notebooks(notebooks_dir or default_notebooks_dir())
     if only:
         notebooks = [p for p in notebooks if any(p.stem.startswith(o) for o in only)]
         if not notebooks:
@@ -345,7 +345,7 @@ def generate_reports(
         parameters = {**(parameters or {}), "DATASET": dataset, "RUN_DIR": injected_run,
                       "SEED": seed, "QUICK": quick}
         result.notebooks += _render_notebooks(notebooks, folder, out, parameters, plotly_src,
-                                              dataset, timeout, progress)
+                                              dataset, timeout, progress, every_notebook)
         if result.ok and not only:  # a failed or partial report keeps the runs it was made from
             bundle_runs(list(run_dirs.values()), folder)
         result.seconds = time.perf_counter() - started
@@ -426,17 +426,19 @@ def bundle_runs(run_dirs, folder: Path) -> list[Path]:
 
 
 def _render_notebooks(notebooks: list[Path], folder: Path, out: Path, parameters: dict,
-                      plotly_src: str, title: str, timeout: int,
-                      progress: bool) -> list[NotebookResult]:
+                      plotly_src: str, title: str, timeout: int, progress: bool,
+                      sequence: list[Path] | None = None) -> list[NotebookResult]:
     """Execute each notebook into ``folder`` (``.ipynb`` + ``.html``), atomically; a failure
-    keeps the previous good files and leaves ``<name>.failed.ipynb``."""
+    keeps the previous good files and leaves ``<name>.failed.ipynb``. ``sequence``: every
+    page of the report in order (default ``notebooks``), for the previous / next links, so a
+    page re-run alone (``--only``) keeps its neighbours."""
     import nbformat
     from tqdm.auto import tqdm
 
     results = []
-    pages = [f"{src.stem}.html" for src in notebooks]
-    for at, src in enumerate(tqdm(notebooks, desc=f"report {title}", unit="notebook",
-                                  disable=not progress)):
+    pages = [f"{src.stem}.html" for src in (sequence or notebooks)]
+    for src in tqdm(notebooks, desc=f"report {title}", unit="notebook", disable=not progress):
+        at = pages.index(f"{src.stem}.html")
         neighbours = Neighbours("../index.html", pages[at - 1] if at else None,
                                 pages[at + 1] if at + 1 < len(pages) else None)
         t0 = time.perf_counter()

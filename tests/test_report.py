@@ -106,12 +106,16 @@ def test_a_partial_run_keeps_the_other_notebooks_in_the_index(tmp_path, fake_run
     nbs.mkdir()
     _notebook(nbs / "00_a.ipynb", "print('a')")
     _notebook(nbs / "01_b.ipynb", "print('b')")
+    _notebook(nbs / "02_c.ipynb", "print('c')")
     out = tmp_path / "reports"
     report.generate_reports("synthetic", out=out, notebooks_dir=nbs, progress=False)
+    whole = (out / "synthetic" / "01_b.html").read_text()
     report.generate_reports("synthetic", out=out, notebooks_dir=nbs, progress=False, only=["01"])
     status = json.loads((out / "synthetic" / "report.json").read_text())
-    assert [n["name"] for n in status["notebooks"]] == ["00_a", "01_b"]
+    assert [n["name"] for n in status["notebooks"]] == ["00_a", "01_b", "02_c"]
     assert "00_a.html" in (out / "index.html").read_text()
+    again = (out / "synthetic" / "01_b.html").read_text()  # re-run alone: same neighbours
+    assert 'href="00_a.html"' in again and 'href="02_c.html"' in again and again == whole
 
 
 def test_a_second_report_into_the_same_folder_is_refused(tmp_path, fake_runs):
