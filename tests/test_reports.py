@@ -19,9 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 REPORTS = ROOT / "reports"
 NAMES = ["00_overview", "01_head_gates", "02_expert_routing", "03_facet_embeddings",
          "04_user_explorer", "05_knockouts", "06_ground_truth", "07_facet_pretraining"]
-# Notebooks added after a committed report was last regenerated (the Beauty report predates
-# FAME+; the real-data FAME+ work regenerates it).
-NOT_YET = {"beauty": {"07_facet_pretraining"}}
+# Notebooks added after a committed report was last regenerated (none today).
+NOT_YET: dict[str, set[str]] = {}
 DATASETS = [d for d in ("synthetic", "beauty") if (REPORTS / d / "report.json").exists()]
 
 
@@ -82,6 +81,8 @@ def test_ground_truth_is_measured_on_synthetic_and_skipped_elsewhere():
     for other in DATASETS:
         if other != "synthetic":
             assert results(other, "06_ground_truth") == {"skipped": True}
+            # no FAME+ run on real data yet (issue 25): page 07 says so instead of failing
+            assert results(other, "07_facet_pretraining") == {"skipped": True}
 
 
 def test_fameplus_puts_facets_on_heads_and_routes_by_them_on_synthetic():
