@@ -53,7 +53,7 @@ class UserExplorer:
         dataset: the :class:`~famekit.datasets.SeqDataset` the model was trained on.
         split, users, top_k, max_users: as in :class:`~famekit.analysis.user_view.UserView`
             (``users`` are collected up front; every other user when first shown).
-        head_labels: the heads' names (default ``"head h"``; a FAME+ run's name its facets).
+        head_labels: the heads' names (default ``"head h"``; a FAME+ run names them by facet).
         user: the dataset row shown first (default :meth:`UserView.default_user`: the first
             user whose held-out item is in the top-k).
         progress: show a bar over the pass that ranks every user.
