@@ -20,6 +20,7 @@ import torch
 from famekit.analysis.activations import GATES, HEAD_REPR, require_fame
 from famekit.datasets import SeqDataset
 from famekit.errors import ParameterError
+from famekit.evaluation import target_ranks
 from famekit.user_batches import UserBatches
 from famekit.validation import check_int, is_whole_number
 
@@ -94,12 +95,6 @@ def _with_metadata(frame: pd.DataFrame, dataset: SeqDataset, columns) -> pd.Data
     return pd.concat([frame.reset_index(drop=True), meta], axis=1)
 
 
-def _pessimistic_rank(candidates: np.ndarray, target_score: float) -> int:
-    """Candidates (blocked ones at -inf, the target among them) scoring >= the target, less
-    the target itself: the 0-based pessimistic rank of :mod:`famekit.evaluation`."""
-    return int((candidates >= target_score).sum()) - 1
-
-
 def recommendation_anatomy(
     model, dataset: SeqDataset, user_row: int, k: int = 10, split: str = "test",
     exclude_history: bool = True, columns=None, position: int | None = None,
@@ -163,11 +158,13 @@ def recommendation_anatomy(
         per_head[h] = _with_metadata(
             pd.DataFrame({"rank": np.arange(1, len(items) + 1), "item": items,
                           "head_score": scores[items, h]}), dataset, columns)
-    # items tied with the target rank above it (the target itself is always a candidate)
-    target_rank = _pessimistic_rank(np.where(blocked, -np.inf, fused), fused[target])
-    head_ranks = np.array([_pessimistic_rank(np.where(blocked, -np.inf, scores[:, h]),
-                                             scores[target, h])
-                           for h in range(len(gates))], dtype=np.int64)  # [H]
+    # the target's rank under the fused score and under each head's own, as the evaluation
+    # ranks it (0-based, pessimistic, the items seen so far excluded)
+    rows = torch.from_numpy(np.column_stack([fused, scores]).T.copy())  # [1 + H, V+1]
+    seen_items = torch.from_numpy(np.asarray(seq[:seen], dtype=np.int64))[None]  # [1, seen]
+    ranks = target_ranks(rows, torch.full((len(rows),), target, dtype=torch.long),
+                         seen_items.expand(len(rows), -1) if exclude_history else None)
+    target_rank, head_ranks = int(ranks[0]), ranks[1:].numpy().astype(np.int64)  # [H]
     history = _with_metadata(
         pd.DataFrame({"position": np.arange(len(seq)), "item": seq}), dataset, columns)
     title = (dataset.items["title"].get(target) if "title" in dataset.items.columns else None)
